@@ -1,0 +1,70 @@
+# Shared CMake helpers. Flags go on our targets only, never globally.
+
+# keyrail_target_defaults(target): C++20, strict warnings as errors, sanitizers of the preset.
+function(keyrail_target_defaults target)
+    target_compile_features(${target} PUBLIC cxx_std_20)
+    target_compile_options(${target} PRIVATE
+        -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wimplicit-fallthrough -Werror)
+    if(KEYRAIL_SANITIZE)
+        target_compile_options(${target} PUBLIC -fsanitize=${KEYRAIL_SANITIZE}
+            -fno-omit-frame-pointer -fno-sanitize-recover=all)
+        target_link_options(${target} PUBLIC -fsanitize=${KEYRAIL_SANITIZE})
+        target_compile_definitions(${target} PUBLIC KEYRAIL_DEBUG_CHECKS=1)
+    endif()
+    if(CMAKE_BUILD_TYPE STREQUAL "Debug")
+        target_compile_definitions(${target} PUBLIC KEYRAIL_DEBUG_CHECKS=1)
+    endif()
+endfunction()
+
+# keyrail_executable(target): a binary; links jemalloc unless sanitizers are on.
+function(keyrail_link_allocator target)
+    if(KEYRAIL_JEMALLOC)
+        target_link_libraries(${target} PRIVATE PkgConfig::JEMALLOC)
+    endif()
+endfunction()
+
+# keyrail_add_test(NAME n SOURCES ... LIBS ... LABELS ... [TIMEOUT s] [ARGS ...] [ENV ...])
+# The only way to add a test: one executable, one ctest entry, labels for the tier.
+function(keyrail_add_test)
+    cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ARGS;ENV" ${ARGN})
+    if(NOT T_TIMEOUT)
+        set(T_TIMEOUT 120)
+    endif()
+    add_executable(${T_NAME} ${T_SOURCES})
+    keyrail_target_defaults(${T_NAME})
+    target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+    add_test(NAME ${T_NAME} COMMAND ${T_NAME} ${T_ARGS})
+    set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+    if(T_ENV)
+        set_tests_properties(${T_NAME} PROPERTIES ENVIRONMENT "${T_ENV}")
+    endif()
+endfunction()
+
+# keyrail_add_fuzz(NAME n SOURCES ... LIBS ... [CORPUS dir])
+# With KEYRAIL_FUZZ (clang) the target is a libFuzzer binary; otherwise it links the
+# standalone driver tests/fuzz/fuzz_main.cc, which replays the corpus and then runs seeded
+# random and mutated inputs, so every preset exercises the target. Label: fuzz.
+function(keyrail_add_fuzz)
+    cmake_parse_arguments(F "" "NAME;CORPUS;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+    if(NOT F_TIMEOUT)
+        set(F_TIMEOUT 300)
+    endif()
+    if(NOT F_CORPUS)
+        set(F_CORPUS ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/${F_NAME})
+    endif()
+    if(KEYRAIL_FUZZ)
+        add_executable(${F_NAME} ${F_SOURCES})
+        target_compile_options(${F_NAME} PRIVATE -fsanitize=fuzzer)
+        target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer)
+        set(runner ${F_NAME} -max_total_time=20 -timeout=5 ${F_CORPUS})
+    else()
+        add_executable(${F_NAME} ${F_SOURCES} ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_main.cc)
+        set(runner ${F_NAME} ${F_CORPUS})
+    endif()
+    keyrail_target_defaults(${F_NAME})
+    target_include_directories(${F_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${F_NAME} PRIVATE ${F_LIBS})
+    add_test(NAME ${F_NAME} COMMAND ${runner})
+    set_tests_properties(${F_NAME} PROPERTIES LABELS fuzz TIMEOUT ${F_TIMEOUT})
+endfunction()
