@@ -1,0 +1,148 @@
+#pragma once
+// What a protocol (HTTP/1.1, the peer protocol, a test echo) implements on top of the engine's
+// TLS byte streams, and what the engine hands it. No parsing here.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include <openssl/x509.h>
+
+#include "engine/result.h"
+#include "engine/ring_matrix.h"
+#include "engine/tls.h"
+
+namespace keyrail::engine {
+
+// A connection slot and the generation that tells its successive occupants apart.
+struct connection_id {
+    std::uint32_t slot = 0;
+    std::uint32_t generation = 0;
+};
+
+// What protocols and shard hooks may ask of the shard they run on.
+// Lives on: its shard; only that shard's thread calls it.
+class shard_context {
+public:
+    [[nodiscard]] virtual std::size_t shard_index() const noexcept = 0;
+    [[nodiscard]] virtual std::size_t shard_count() const noexcept = 0;
+    // Monotonic time of the current loop iteration.
+    [[nodiscard]] virtual std::uint64_t now_ns() const noexcept = 0;
+    // Sends message to shard `to` (may be this shard); from_shard is filled in. Fails with
+    // errc::ring_full (backpressure: keep it and retry) or errc::bad_shard.
+    [[nodiscard]] virtual result<void> post(std::size_t to, shard_message message) noexcept = 0;
+
+protected:
+    ~shard_context() = default;
+};
+
+// The plaintext output of one on_data call. Bounded: an append that does not fit marks the
+// output overflowed and the engine closes the connection with a log line.
+// Lives on: the connection's shard, for the duration of one call.
+class output {
+public:
+    output(std::span<char> space, std::size_t& used) noexcept : _space(space), _used(used) {}
+
+    [[nodiscard]] bool append(std::span<const char> bytes) noexcept {
+        if (bytes.size() > available()) {
+            _overflowed = true;
+            return false;
+        }
+        std::memcpy(_space.data() + _used, bytes.data(), bytes.size());
+        _used += bytes.size();
+        return true;
+    }
+    // For writers that format in place: write into free_space(), then commit(n).
+    [[nodiscard]] std::span<char> free_space() noexcept { return _space.subspan(_used); }
+    void commit(std::size_t bytes) noexcept {
+        if (bytes > available()) {
+            _overflowed = true;
+            return;
+        }
+        _used += bytes;
+    }
+    // A writer that found free_space() too small says so.
+    void mark_overflowed() noexcept { _overflowed = true; }
+
+    [[nodiscard]] std::size_t available() const noexcept { return _space.size() - _used; }
+    [[nodiscard]] std::size_t size() const noexcept { return _used; }
+    [[nodiscard]] bool overflowed() const noexcept { return _overflowed; }
+
+private:
+    std::span<char> _space;
+    std::size_t& _used;
+    bool _overflowed = false;
+};
+
+enum class after_flush : std::uint8_t { keep_open, close };
+
+// consumed_bytes: how much of `in` the handler used (0 = it needs more bytes). A handler that
+// consumed something is called again at once with the rest (pipelining).
+struct handler_result {
+    std::size_t consumed_bytes = 0;
+    after_flush then = after_flush::keep_open;
+};
+
+enum class admission : std::uint8_t { accept, refuse };
+
+// One established connection as a protocol sees it. The identity is the verified client
+// certificate's; it is the same on a resumed session.
+// Lives on: the connection's shard; valid from on_open to the end of on_close.
+class connection_context {
+public:
+    [[nodiscard]] shard_context& shard() const noexcept { return *_shard; }
+    [[nodiscard]] connection_id id() const noexcept { return _id; }
+    [[nodiscard]] std::size_t listener_index() const noexcept { return _listener_index; }
+    [[nodiscard]] const peer_identity& peer() const noexcept { return *_peer; }
+    // The verified client certificate, owned by the TLS session.
+    [[nodiscard]] X509* peer_certificate() const noexcept { return _tls->peer_certificate(); }
+    [[nodiscard]] bool resumed() const noexcept { return _tls->resumed(); }
+    // "address:port" of the client.
+    [[nodiscard]] const char* remote() const noexcept { return _remote; }
+
+    // The protocol's own per-connection word (a slot index in its own pool, for example).
+    std::uint64_t user_data = 0;
+
+private:
+    friend class shard;
+    shard_context* _shard = nullptr;
+    const peer_identity* _peer = nullptr;
+    const tls_session* _tls = nullptr;
+    const char* _remote = "";
+    connection_id _id{};
+    std::size_t _listener_index = 0;
+};
+
+// Implemented by the layer above, one instance per shard per listener.
+// Lives on: its shard.
+class protocol {
+public:
+    virtual ~protocol() = default;
+    // After the handshake. refuse closes the connection (with close_notify).
+    virtual admission on_open(connection_context& ctx) noexcept {
+        (void)ctx;
+        return admission::accept;
+    }
+    // `in` holds every decrypted byte not yet consumed; it never exceeds the input limit.
+    virtual handler_result on_data(connection_context& ctx, std::span<const char> in,
+                                   output& out) noexcept = 0;
+    virtual void on_close(connection_context& ctx) noexcept { (void)ctx; }
+};
+
+// Per-shard hooks outside any connection: cross-shard messages and the drain.
+// Lives on: its shard.
+class shard_hooks {
+public:
+    virtual ~shard_hooks() = default;
+    // On the shard thread, before the shard accepts connections.
+    virtual void on_start(shard_context& shard) noexcept { (void)shard; }
+    virtual void on_message(shard_context& shard, const shard_message& message) noexcept {
+        (void)shard;
+        (void)message;
+    }
+    // After every shard has closed its connections, before the server's drain hook: make
+    // shard-owned state durable here. Messages still flow until every shard returned.
+    virtual void on_drain(shard_context& shard) noexcept { (void)shard; }
+};
+
+} // namespace keyrail::engine

@@ -1,0 +1,123 @@
+#pragma once
+// The sharded TLS server: one pinned shard thread per core, each with its own io_uring and
+// its own SO_REUSEPORT listening socket per listener, so the kernel spreads connections and
+// nothing on the request path is shared or locked.
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/protocol.h"
+#include "engine/result.h"
+#include "engine/ring_matrix.h"
+#include "engine/tls.h"
+#include "engine/topology.h"
+
+namespace keyrail::engine {
+
+class shard;
+
+struct listener_config {
+    std::string address = "127.0.0.1"; // IPv4 or IPv6 literal
+    std::uint16_t port = 0;            // 0: an ephemeral port, read back with server::port()
+    tls_config tls;
+    // Called once per shard, on the shard's thread, at start.
+    std::function<std::unique_ptr<protocol>(std::size_t shard_index)> make_protocol;
+};
+
+enum class stop_signals : std::uint8_t {
+    handle, // run() blocks SIGTERM and SIGINT and drains on either (call it before other threads)
+    ignore, // only request_stop() drains (tests, embedding)
+};
+
+enum class thread_pinning : std::uint8_t { pin, none };
+
+struct server_config {
+    std::size_t shard_count = 0; // 0: one per core the process may use
+    thread_pinning pinning = thread_pinning::pin;
+    stop_signals signals = stop_signals::handle;
+    std::vector<listener_config> listeners;
+
+    // Per shard, allocated at start: connections_per_shard_max x (input + output + 2 socket
+    // staging buffers), plus OpenSSL's BIO pair (2 x tls_pair_bytes) per open connection.
+    std::size_t connections_per_shard_max = 256;
+    std::size_t input_buffer_bytes = 16 * 1024;  // largest request a handler may need whole
+    std::size_t output_buffer_bytes = 64 * 1024; // largest output of one on_data call
+    std::size_t socket_buffer_bytes = 16 * 1024; // ciphertext staged for one recv or send
+    std::size_t tls_pair_bytes = 20 * 1024;      // BIO pair, each direction (>= one record)
+    unsigned io_uring_entries = 1024;
+    int listen_backlog = 1024;
+
+    std::chrono::milliseconds handshake_timeout{5'000}; // accept to handshake done
+    std::chrono::milliseconds request_timeout{10'000};  // first byte of a request to all of it
+    std::chrono::milliseconds idle_timeout{60'000};     // no request in progress
+    std::chrono::milliseconds send_timeout{10'000};     // a client not reading its responses
+    std::chrono::milliseconds drain_timeout{10'000};    // in-flight requests after a stop
+
+    std::function<std::unique_ptr<shard_hooks>(std::size_t shard_index)> make_shard_hooks;
+    // On run()'s thread after every shard's on_drain, before run() returns.
+    std::function<void()> drain_hook;
+};
+
+// Counters, summed over shards. Each shard writes its own with relaxed stores; readers get a
+// recent, not an atomic, snapshot.
+struct server_stats {
+    std::uint64_t accepted = 0;
+    std::uint64_t handshakes = 0;
+    std::uint64_t resumed = 0;
+    std::uint64_t refused[tls_refusal_count] = {};
+    std::uint64_t timeouts = 0;
+    std::uint64_t limit_closes = 0; // input or output over its buffer, or no free slot
+    std::uint64_t messages_received = 0;
+    std::uint64_t open_connections = 0;
+};
+
+// Lives on: created on the starting thread; run() there; shards on their own threads.
+class server {
+public:
+    // Start-up: validates the config, finds cores, loads TLS contexts and binds every shard's
+    // listening sockets (so port() is known before run()).
+    [[nodiscard]] static result<std::unique_ptr<server>> create(server_config config) noexcept;
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    [[nodiscard]] std::uint16_t port(std::size_t listener_index) const noexcept;
+    [[nodiscard]] std::size_t shard_count() const noexcept { return _shard_count; }
+
+    // Starts the shards and blocks until a stop has drained them: stop accepting, let
+    // in-flight requests finish (drain_timeout), shard on_drain hooks, drain_hook. Returns
+    // the first start-up error of any shard, else success.
+    [[nodiscard]] result<void> run() noexcept;
+
+    // Any thread, and async-signal-safe: begins the drain.
+    void request_stop() noexcept;
+
+    [[nodiscard]] server_stats stats() const noexcept;
+    [[nodiscard]] server_stats shard_stats(std::size_t shard_index) const noexcept;
+
+private:
+    friend class shard;
+    explicit server(server_config config) noexcept;
+    void notify_supervisor() noexcept;
+    [[nodiscard]] bool wait_supervisor(int timeout_ms) noexcept;
+
+    server_config _config;
+    std::size_t _shard_count = 0;
+    std::vector<core> _cores;
+    std::vector<std::uint16_t> _ports;
+    std::unique_ptr<ring_matrix<shard_message>> _matrix;
+    std::vector<std::unique_ptr<shard>> _shards;
+    int _stop_fd = -1;       // eventfd: request_stop() writes it
+    int _supervisor_fd = -1; // eventfd: shards write it when they reach a phase
+    std::atomic<int> _phase{0}; // server_phase, written by run(), read by shards
+    std::atomic<bool> _stop_requested{false};
+    std::atomic<bool> _running{false};
+};
+
+} // namespace keyrail::engine
