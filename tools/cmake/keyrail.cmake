@@ -41,12 +41,14 @@ function(keyrail_add_test)
     endif()
 endfunction()
 
-# keyrail_add_fuzz(NAME n SOURCES ... LIBS ... [CORPUS dir])
+# keyrail_add_fuzz(NAME n SOURCES ... LIBS ... [CORPUS dir] [RUNS n] [TIMEOUT s])
 # With KEYRAIL_FUZZ (clang) the target is a libFuzzer binary; otherwise it links the
 # standalone driver tests/fuzz/fuzz_main.cc, which replays the corpus and then runs seeded
 # random and mutated inputs, so every preset exercises the target. Label: fuzz.
+# RUNS sets the standalone driver's generated inputs (KEYRAIL_FUZZ_RUNS, default 20000) for
+# targets whose one input costs milliseconds under the sanitizers.
 function(keyrail_add_fuzz)
-    cmake_parse_arguments(F "" "NAME;CORPUS;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+    cmake_parse_arguments(F "" "NAME;CORPUS;TIMEOUT;RUNS" "SOURCES;LIBS" ${ARGN})
     if(NOT F_TIMEOUT)
         set(F_TIMEOUT 300)
     endif()
@@ -67,4 +69,7 @@ function(keyrail_add_fuzz)
     target_link_libraries(${F_NAME} PRIVATE ${F_LIBS})
     add_test(NAME ${F_NAME} COMMAND ${runner})
     set_tests_properties(${F_NAME} PROPERTIES LABELS fuzz TIMEOUT ${F_TIMEOUT})
+    if(F_RUNS AND NOT KEYRAIL_FUZZ)
+        set_tests_properties(${F_NAME} PROPERTIES ENVIRONMENT KEYRAIL_FUZZ_RUNS=${F_RUNS})
+    endif()
 endfunction()
