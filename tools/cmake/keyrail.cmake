@@ -14,9 +14,14 @@ function(keyrail_target_defaults target)
     if(CMAKE_BUILD_TYPE STREQUAL "Debug")
         target_compile_definitions(${target} PUBLIC KEYRAIL_DEBUG_CHECKS=1)
     endif()
+    # libFuzzer only learns from code built with coverage instrumentation, so under the fuzz
+    # preset every one of our targets carries it; fuzz binaries add the fuzzer main on top.
+    if(KEYRAIL_FUZZ)
+        target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
+    endif()
 endfunction()
 
-# keyrail_executable(target): a binary; links jemalloc unless sanitizers are on.
+# keyrail_link_allocator(target): a binary links jemalloc unless sanitizers are on.
 function(keyrail_link_allocator target)
     if(KEYRAIL_JEMALLOC)
         target_link_libraries(${target} PRIVATE PkgConfig::JEMALLOC)
@@ -59,7 +64,11 @@ function(keyrail_add_fuzz)
         add_executable(${F_NAME} ${F_SOURCES})
         target_compile_options(${F_NAME} PRIVATE -fsanitize=fuzzer)
         target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer)
-        set(runner ${F_NAME} -max_total_time=20 -timeout=5 ${F_CORPUS})
+        # New inputs go to a directory in the build tree (libFuzzer writes to the first
+        # corpus directory it is given); the committed corpus is only read.
+        set(found ${CMAKE_CURRENT_BINARY_DIR}/corpus_found/${F_NAME})
+        file(MAKE_DIRECTORY ${found})
+        set(runner ${F_NAME} -max_total_time=20 -timeout=5 ${found} ${F_CORPUS})
     else()
         add_executable(${F_NAME} ${F_SOURCES} ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_main.cc)
         set(runner ${F_NAME} ${F_CORPUS})

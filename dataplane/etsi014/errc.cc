@@ -1,0 +1,43 @@
+#include "dataplane/etsi014/errc.h"
+
+#include <string>
+
+namespace keyrail::dataplane::etsi014 {
+namespace {
+
+class category final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "keyrail.etsi014"; }
+    std::string message(int value) const override {
+        switch (static_cast<errc>(value)) {
+        case errc::not_found:
+            return "one or more keys specified are not found on KME";
+        case errc::unauthorized:
+            return "unauthorized";
+        case errc::unknown_sae:
+            return "unknown SAE ID";
+        case errc::exhausted:
+            return "insufficient key material";
+        case errc::unavailable:
+            return "service unavailable";
+        case errc::size_unsupported:
+            return "key size not supported";
+        case errc::number_unsupported:
+            return "number of keys not supported";
+        case errc::too_many_slaves:
+            return "too many additional slave SAE IDs";
+        case errc::buffer_too_small:
+            return "response does not fit the output buffer";
+        }
+        return "unknown etsi014 error";
+    }
+};
+
+} // namespace
+
+const std::error_category& etsi014_category() noexcept {
+    static const category instance;
+    return instance;
+}
+
+} // namespace keyrail::dataplane::etsi014

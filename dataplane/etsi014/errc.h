@@ -1,0 +1,28 @@
+#pragma once
+// Errors of the ETSI 014 shim and of the key_service it calls. Each maps to one HTTP answer
+// (see handler.cc: to_http).
+#include <system_error>
+
+namespace keyrail::dataplane::etsi014 {
+
+enum class errc : int {
+    not_found = 1,      // 400 "one or more keys specified are not found on KME"
+    unauthorized,       // 401, no body: the caller may not use this SAE pair or these keys
+    unknown_sae,        // 400: the named SAE is not registered anywhere we know
+    exhausted,          // 503: not enough key material now (message gives counts and rate)
+    unavailable,        // 503: no route, peer down, store busy
+    size_unsupported,   // 400: the service cannot produce keys of this size
+    number_unsupported, // 400: more keys than the service allows per request
+    too_many_slaves,    // 400: more additional_slave_SAE_IDs than max_SAE_ID_count
+    buffer_too_small,   // the response does not fit the output buffer (a sizing bug)
+};
+
+[[nodiscard]] const std::error_category& etsi014_category() noexcept;
+
+[[nodiscard]] inline std::error_code make_error_code(errc e) noexcept {
+    return {static_cast<int>(e), etsi014_category()};
+}
+
+} // namespace keyrail::dataplane::etsi014
+
+template <> struct std::is_error_code_enum<keyrail::dataplane::etsi014::errc> : std::true_type {};
