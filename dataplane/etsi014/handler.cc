@@ -7,6 +7,7 @@
 
 #include "dataplane/etsi014/base64.h"
 #include "engine/assert.h"
+#include "engine/hex.h"
 #include "engine/http/response.h"
 #include "engine/secure.h"
 
@@ -33,19 +34,6 @@ constexpr std::string_view msg_server = "Error on server side";
 enum class endpoint : std::uint8_t { status, enc_keys, dec_keys };
 
 enum class decode_status : std::uint8_t { ok, malformed, too_long };
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 // RFC 3986 percent-decoding ('+' is not a space here: these are paths and plain queries).
 decode_status percent_decode(std::string_view in, std::span<char> out,

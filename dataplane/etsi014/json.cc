@@ -3,24 +3,12 @@
 #include <cstring>
 
 #include "engine/assert.h"
+#include "engine/hex.h"
 
 namespace keyrail::dataplane::etsi014::json {
 namespace {
 
 constexpr bool is_ws(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-constexpr int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 // Reads 4 hex digits at s[pos]; -1 if malformed or short.
 long read_hex4(std::string_view s, std::size_t pos) noexcept {

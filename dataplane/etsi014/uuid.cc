@@ -3,22 +3,10 @@
 #include <openssl/rand.h>
 
 #include "dataplane/etsi014/errc.h"
+#include "engine/hex.h"
 
 namespace keyrail::dataplane::etsi014 {
 namespace {
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 constexpr bool is_dash_position(std::size_t i) noexcept {
     return i == 8 || i == 13 || i == 18 || i == 23;
