@@ -11,8 +11,10 @@ packages=(
     # libraries
     liburing-dev libssl-dev openssl libtbb-dev libjemalloc-dev libflatbuffers-dev
     flatbuffers-compiler libhwloc-dev libexpected-dev libyaml-cpp-dev
-    # tests and benchmarks
-    libgtest-dev libgmock-dev libbenchmark-dev valgrind curl
+    # tests, benchmarks and the demo: curl and openssl as real ETSI 014 / TLS clients, nginx as
+    # the benchmark reference server, gnuplot for plots, python3 for the harness's JSON
+    libgtest-dev libgmock-dev libbenchmark-dev valgrind curl nginx-light gnuplot-nox python3
+    procps
 )
 
 missing=()

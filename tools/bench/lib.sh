@@ -1,0 +1,104 @@
+# Shared pieces of the benchmark suites (sourced by tools/bench/<suite>.sh).
+# Every process a suite starts is recorded and stopped by PID on exit; nothing is killed by name.
+
+bench_pids=()
+
+bench_cleanup() {
+    local pid
+    for pid in "${bench_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${bench_pids[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [[ -n "${bench_work:-}" && "${KEYRAIL_BENCH_KEEP:-0}" != 1 ]]; then
+        rm -rf "$bench_work"
+    fi
+}
+
+# bench_free_port: an unused TCP port on 127.0.0.1 (bound and released by the kernel's choice).
+bench_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# bench_wait_port PORT: waits up to 10 s for a listener on 127.0.0.1:PORT.
+bench_wait_port() {
+    local port=$1
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench: nothing listens on 127.0.0.1:$port after 10 s" >&2
+    return 1
+}
+
+# bench_cpu_ticks PID...: user+system clock ticks of the processes and their direct children
+# (all threads included), from /proc/<pid>/stat fields 14 and 15.
+bench_cpu_ticks() {
+    local total=0 pid child
+    local pids=("$@")
+    for pid in "$@"; do
+        for child in $(pgrep -P "$pid" 2>/dev/null); do
+            pids+=("$child")
+        done
+    done
+    for pid in "${pids[@]}"; do
+        if [[ -r /proc/$pid/stat ]]; then
+            # The command name (field 2) may contain spaces; cut after its closing parenthesis.
+            local rest
+            rest=$(sed 's/^.*) //' "/proc/$pid/stat")
+            set -- $rest
+            total=$((total + ${12} + ${13}))
+        fi
+    done
+    echo "$total"
+}
+
+# bench_start_nginx DIR PORT CERT KEY CA BODY_DIR CPU: nginx with TLS 1.3 and mandatory client
+# certificates, one worker pinned to CPU, serving BODY_DIR/status.json for .../status and
+# BODY_DIR/enc_keys.json for .../enc_keys. Prints the master PID.
+bench_start_nginx() {
+    local dir=$1 port=$2 cert=$3 key=$4 ca=$5 body=$6 cpu=$7
+    mkdir -p "$dir/tmp" "$dir/logs"
+    local mask
+    mask=$(python3 -c "print(format(1 << $cpu, 'b'))")
+    cat > "$dir/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+worker_cpu_affinity $mask;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    default_type application/json;
+    keepalive_requests 100000000;
+    keepalive_timeout 120s;
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_protocols TLSv1.3;
+        ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_client_certificate $ca;
+        ssl_verify_client on;
+        ssl_verify_depth 2;
+        root $body;
+        location ~ /status\$ { try_files /status.json =404; }
+        location ~ /enc_keys\$ { try_files /enc_keys.json =404; }
+    }
+}
+CONF
+    nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' 2>>"$dir/logs/stderr.log" &
+    echo $!
+}
