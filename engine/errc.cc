@@ -22,6 +22,14 @@ public:
             return "invalid server configuration";
         case errc::already_running:
             return "server is already running";
+        case errc::timer_table_full:
+            return "the shard's timer table is full";
+        case errc::no_such_connection:
+            return "no such connection (closed or stale handle)";
+        case errc::output_full:
+            return "the connection's output buffer is full";
+        case errc::not_connected:
+            return "outbound connection not established";
         }
         return "unknown engine error";
     }

@@ -12,6 +12,10 @@ enum class errc : int {
     tls_config = 4,         // certificate, key or CA file could not be loaded
     bad_config = 5,         // a server_config field is out of range
     already_running = 6,    // run() called twice
+    timer_table_full = 7,   // every timer slot of the shard is armed: backpressure
+    no_such_connection = 8, // a stale connection handle, or the connection is closing
+    output_full = 9,        // the connection's output buffer has no room: backpressure
+    not_connected = 10,     // an outbound connection is not (yet) established
 };
 
 [[nodiscard]] const std::error_category& engine_category() noexcept;

@@ -12,12 +12,16 @@ class doorbell;
 struct shard_message;
 
 struct tls_config;
+struct client_tls_config;
 class tls_context;
+class tls_client_context;
 class tls_session;
 struct peer_identity;
 enum class tls_refusal : unsigned char;
 
 struct connection_id;
+struct timer_id;
+class timer_handler;
 class shard_context;
 class connection_context;
 class output;
@@ -26,6 +30,7 @@ class protocol;
 class shard_hooks;
 
 struct listener_config;
+struct outbound_config;
 struct server_config;
 struct server_stats;
 class server;

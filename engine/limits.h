@@ -10,6 +10,8 @@ inline constexpr std::size_t cross_shard_batch_max = 256;
 
 // A connection slot index travels in 24 bits of an io_uring user_data word (engine/shard.cc).
 inline constexpr std::size_t connections_per_shard_max = (std::size_t{1} << 24) - 1;
+// A timer slot index travels in the same 24 bits.
+inline constexpr std::size_t timers_per_shard_max = (std::size_t{1} << 24) - 1;
 // The TLS BIO pair must hold one full record (16 KiB plaintext plus overhead) per direction.
 inline constexpr std::size_t tls_pair_bytes_min = 17 * 1024;
 

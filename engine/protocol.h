@@ -8,6 +8,7 @@
 
 #include <openssl/x509.h>
 
+#include "engine/errc.h"
 #include "engine/result.h"
 #include "engine/ring_matrix.h"
 #include "engine/tls.h"
@@ -18,6 +19,29 @@ namespace keyrail::engine {
 struct connection_id {
     std::uint32_t slot = 0;
     std::uint32_t generation = 0;
+};
+
+// A per-shard timer: a slot in the shard's preallocated timer table and the generation that
+// tells its successive occupants apart, so cancelling a timer that already fired (and whose
+// slot was reused) is a no-op.
+struct timer_id {
+    std::uint32_t slot = 0;
+    std::uint32_t generation = 0;
+};
+
+class shard_context;
+
+// What a timer calls when it fires. The engine holds only a reference: the handler (a protocol,
+// shard hooks, or any object of the layer above) must outlive its timers or cancel them.
+// Lives on: the shard that armed the timer; on_timer runs on that shard's thread.
+class timer_handler {
+public:
+    // arg: the word given to add_timer. For a periodic timer, cancel_timer(id) from here stops
+    // it; a one-shot timer's id is already stale when this runs.
+    virtual void on_timer(shard_context& shard, timer_id id, std::uint64_t arg) noexcept = 0;
+
+protected:
+    ~timer_handler() = default;
 };
 
 // What protocols and shard hooks may ask of the shard they run on.
@@ -31,6 +55,54 @@ public:
     // Sends message to shard `to` (may be this shard); from_shard is filled in. Fails with
     // errc::ring_full (backpressure: keep it and retry) or errc::bad_shard.
     [[nodiscard]] virtual result<void> post(std::size_t to, shard_message message) noexcept = 0;
+
+    // Timers (io_uring timeout SQEs, a bounded table per shard: server_config::timers_per_shard_max).
+    // Fires handler.on_timer(*this, id, arg) on this shard first_ns from now, then every
+    // period_ns (0: once). first_ns 0 fires on the next loop turn. Fails with
+    // errc::timer_table_full (backpressure: every slot is armed).
+    [[nodiscard]] virtual result<timer_id> add_timer(std::uint64_t first_ns,
+                                                     std::uint64_t period_ns,
+                                                     timer_handler& handler,
+                                                     std::uint64_t arg = 0) noexcept {
+        (void)first_ns;
+        (void)period_ns;
+        (void)handler;
+        (void)arg;
+        return fail(errc::bad_config);
+    }
+    // Stops a timer; false (a no-op) when it already fired (one-shot) or was cancelled.
+    virtual bool cancel_timer(timer_id id) noexcept {
+        (void)id;
+        return false;
+    }
+
+    // Deferred replies. A connection whose on_data returned after_flush::park gets no on_data
+    // until it is woken: wake() calls protocol::on_wake(ctx, arg, out) at once, on this thread;
+    // the engine then flushes that output and, unless on_wake parks again, goes on with any
+    // pipelined input. False (a no-op) when the connection is gone (stale generation) or not
+    // parked.
+    virtual bool wake(connection_id id, std::uint64_t arg = 0) noexcept {
+        (void)id;
+        (void)arg;
+        return false;
+    }
+    // Appends bytes to an open connection's output (parked or not) and flushes it from this
+    // loop turn. errc::no_such_connection when the handle is stale or the connection is
+    // closing; errc::output_full when the output buffer has no room for all of it (nothing is
+    // appended: retry after the peer read some).
+    [[nodiscard]] virtual result<void> send(connection_id id, std::span<const char> bytes) noexcept {
+        (void)id;
+        (void)bytes;
+        return fail(errc::no_such_connection);
+    }
+
+    // Outbound connections (server_config::outbound) homed on this shard: the current
+    // connection of outbound `index` once its handshake and identity check passed, else
+    // errc::not_connected. `index` is the position in server_config::outbound.
+    [[nodiscard]] virtual result<connection_id> outbound_connection(std::size_t index) const noexcept {
+        (void)index;
+        return fail(errc::not_connected);
+    }
 
 protected:
     ~shard_context() = default;
@@ -74,7 +146,11 @@ private:
     bool _overflowed = false;
 };
 
-enum class after_flush : std::uint8_t { keep_open, close };
+// park: the handler consumed a request whose answer comes later. The engine flushes what was
+// output, calls no on_data until shard_context::wake(id), and holds the request and idle
+// timeouts meanwhile (server_config::park_timeout bounds the wait; the protocol's own deadline
+// should be shorter). A parked connection counts as a request in flight for the drain.
+enum class after_flush : std::uint8_t { keep_open, close, park };
 
 // consumed_bytes: how much of `in` the handler used (0 = it needs more bytes). A handler that
 // consumed something is called again at once with the rest (pipelining).
@@ -92,12 +168,18 @@ class connection_context {
 public:
     [[nodiscard]] shard_context& shard() const noexcept { return *_shard; }
     [[nodiscard]] connection_id id() const noexcept { return _id; }
+    // The listener that accepted it; for an outbound connection, the listener whose protocol
+    // it shares (outbound_config::protocol_listener), else no_index.
     [[nodiscard]] std::size_t listener_index() const noexcept { return _listener_index; }
+    static constexpr std::size_t no_index = static_cast<std::size_t>(-1);
+    // The position in server_config::outbound for a connection this shard opened, else no_index.
+    [[nodiscard]] std::size_t outbound_index() const noexcept { return _outbound_index; }
+    [[nodiscard]] bool is_outbound() const noexcept { return _outbound_index != no_index; }
     [[nodiscard]] const peer_identity& peer() const noexcept { return *_peer; }
     // The verified client certificate, owned by the TLS session.
     [[nodiscard]] X509* peer_certificate() const noexcept { return _tls->peer_certificate(); }
     [[nodiscard]] bool resumed() const noexcept { return _tls->resumed(); }
-    // "address:port" of the client.
+    // "address:port" of the client (of the server, for an outbound connection).
     [[nodiscard]] const char* remote() const noexcept { return _remote; }
 
     // The protocol's own per-connection word (a slot index in its own pool, for example).
@@ -111,6 +193,7 @@ private:
     const char* _remote = "";
     connection_id _id{};
     std::size_t _listener_index = 0;
+    std::size_t _outbound_index = no_index;
 };
 
 // Implemented by the layer above, one instance per shard per listener.
@@ -127,6 +210,15 @@ public:
     virtual handler_result on_data(connection_context& ctx, std::span<const char> in,
                                    output& out) noexcept = 0;
     virtual void on_close(connection_context& ctx) noexcept { (void)ctx; }
+    // A parked connection was woken (shard_context::wake): append the deferred answer to out.
+    // keep_open resumes on_data with any pipelined input, park keeps waiting, close closes
+    // after the flush. Bounded like on_data: an overflowing out closes the connection.
+    virtual after_flush on_wake(connection_context& ctx, std::uint64_t arg, output& out) noexcept {
+        (void)ctx;
+        (void)arg;
+        (void)out;
+        return after_flush::keep_open;
+    }
 };
 
 // Per-shard hooks outside any connection: cross-shard messages and the drain.

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <openssl/rand.h>
@@ -99,11 +100,13 @@ server::~server() {
 }
 
 result<std::unique_ptr<server>> server::create(server_config config) noexcept {
-    if (config.listeners.empty() || config.connections_per_shard_max == 0 ||
+    if ((config.listeners.empty() && config.outbound.empty()) ||
+        config.connections_per_shard_max == 0 ||
         config.connections_per_shard_max > limits::connections_per_shard_max ||
         config.input_buffer_bytes == 0 || config.output_buffer_bytes == 0 ||
         config.socket_buffer_bytes == 0 || config.tls_pair_bytes < limits::tls_pair_bytes_min ||
-        config.io_uring_entries < 8) {
+        config.io_uring_entries < 8 ||
+        config.timers_per_shard_max + config.outbound.size() > limits::timers_per_shard_max) {
         KEYRAIL_LOG(error, "engine", "server config out of range");
         return fail(errc::bad_config);
     }
@@ -111,6 +114,19 @@ result<std::unique_ptr<server>> server::create(server_config config) noexcept {
         if (!l.make_protocol) {
             KEYRAIL_LOG(error, "engine", "listener %s:%u has no protocol", l.address.c_str(),
                         l.port);
+            return fail(errc::bad_config);
+        }
+    }
+    for (const auto& o : config.outbound) {
+        if (!o.make_protocol && o.protocol_listener >= config.listeners.size()) {
+            KEYRAIL_LOG(error, "engine", "outbound %s:%u has no protocol", o.address.c_str(),
+                        o.port);
+            return fail(errc::bad_config);
+        }
+        if (o.port == 0 || o.backoff_min.count() <= 0 || o.backoff_max < o.backoff_min ||
+            o.connect_timeout.count() <= 0) {
+            KEYRAIL_LOG(error, "engine", "outbound %s:%u: port, backoff or timeout out of range",
+                        o.address.c_str(), o.port);
             return fail(errc::bad_config);
         }
     }
@@ -194,9 +210,52 @@ result<std::unique_ptr<server>> server::create(server_config config) noexcept {
                     s->_shard_count);
     }
     secure_wipe(ticket_keys.data(), ticket_keys.size());
+
+    // Outbound links: client contexts and addresses now, so a bad file fails create().
+    std::vector<std::vector<detail::outbound_link>> links(s->_shard_count);
+    std::vector<std::size_t> slots_taken(s->_shard_count, 0);
+    for (std::size_t oi = 0; oi < s->_config.outbound.size(); ++oi) {
+        const outbound_config& o = s->_config.outbound[oi];
+        if (o.shard_index >= s->_shard_count ||
+            ++slots_taken[o.shard_index] >= s->_config.connections_per_shard_max) {
+            KEYRAIL_LOG(error, "engine", "outbound %s:%u: shard %zu out of range or full",
+                        o.address.c_str(), o.port, o.shard_index);
+            close_all();
+            return fail(errc::bad_config);
+        }
+        detail::outbound_link link;
+        link.config = &o;
+        link.index = oi;
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&link.address);
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&link.address);
+        if (::inet_pton(AF_INET, o.address.c_str(), &v4->sin_addr) == 1) {
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons(o.port);
+            link.address_bytes = sizeof *v4;
+            std::snprintf(link.remote, sizeof link.remote, "%s:%u", o.address.c_str(), o.port);
+        } else if (::inet_pton(AF_INET6, o.address.c_str(), &v6->sin6_addr) == 1) {
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(o.port);
+            link.address_bytes = sizeof *v6;
+            std::snprintf(link.remote, sizeof link.remote, "[%s]:%u", o.address.c_str(), o.port);
+        } else {
+            KEYRAIL_LOG(error, "engine", "outbound address '%s' is not an IP literal",
+                        o.address.c_str());
+            close_all();
+            return fail(errc::bad_config);
+        }
+        auto ctx = tls_client_context::create(o.tls);
+        if (!ctx) {
+            close_all();
+            return fail(ctx.error());
+        }
+        link.tls = std::move(*ctx);
+        links[o.shard_index].push_back(std::move(link));
+    }
     for (std::size_t i = 0; i < s->_shard_count; ++i) {
-        s->_shards.push_back(
-            std::make_unique<shard>(*s, i, std::move(fds[i]), std::move(contexts[i])));
+        s->_shards.push_back(std::make_unique<shard>(*s, i, std::move(fds[i]),
+                                                     std::move(contexts[i]),
+                                                     std::move(links[i])));
     }
     return s;
 }
@@ -243,6 +302,12 @@ server_stats server::stats() const noexcept {
         out.limit_closes += one.limit_closes;
         out.messages_received += one.messages_received;
         out.open_connections += one.open_connections;
+        out.timers_fired += one.timers_fired;
+        out.wakes += one.wakes;
+        out.outbound_connected += one.outbound_connected;
+        out.outbound_failures += one.outbound_failures;
+        out.outbound_refused += one.outbound_refused;
+        out.outbound_open += one.outbound_open;
     }
     return out;
 }
@@ -262,6 +327,12 @@ server_stats server::shard_stats(std::size_t shard_index) const noexcept {
         out.limit_closes += c.limit_closes.load(std::memory_order_relaxed);
         out.messages_received += c.messages_received.load(std::memory_order_relaxed);
         out.open_connections += c.open_connections.load(std::memory_order_relaxed);
+        out.timers_fired += c.timers_fired.load(std::memory_order_relaxed);
+        out.wakes += c.wakes.load(std::memory_order_relaxed);
+        out.outbound_connected += c.outbound_connected.load(std::memory_order_relaxed);
+        out.outbound_failures += c.outbound_failures.load(std::memory_order_relaxed);
+        out.outbound_refused += c.outbound_refused.load(std::memory_order_relaxed);
+        out.outbound_open += c.outbound_open.load(std::memory_order_relaxed);
     }
     return out;
 }

@@ -30,6 +30,27 @@ struct listener_config {
     std::function<std::unique_ptr<protocol>(std::size_t shard_index)> make_protocol;
 };
 
+// A connection this server dials and keeps up (the peer protocol's links to its neighbours).
+// Its home shard connects through io_uring, runs the TLS client handshake, checks the server's
+// identity (client_tls_config::expected_peer_uri), then drives the protocol exactly like an
+// accepted connection. On a failure or a close it reconnects after a backoff that doubles from
+// backoff_min to backoff_max, with jitter (a uniform draw in [backoff/2, backoff]); a completed
+// handshake resets it. The drain closes it and stops the reconnects.
+struct outbound_config {
+    std::string address = "127.0.0.1"; // IPv4 or IPv6 literal
+    std::uint16_t port = 0;
+    client_tls_config tls;
+    std::size_t shard_index = 0; // its home shard
+    // The protocol: its own instance (made once, on the home shard), or, when make_protocol is
+    // empty, the instance of listener protocol_listener on the home shard (a peer protocol that
+    // both accepts and dials).
+    std::function<std::unique_ptr<protocol>(std::size_t shard_index)> make_protocol;
+    std::size_t protocol_listener = 0;
+    std::chrono::milliseconds connect_timeout{5'000}; // TCP connect; then handshake_timeout
+    std::chrono::milliseconds backoff_min{50};
+    std::chrono::milliseconds backoff_max{5'000};
+};
+
 enum class stop_signals : std::uint8_t {
     handle, // run() blocks SIGTERM and SIGINT and drains on either (call it before other threads)
     ignore, // only request_stop() drains (tests, embedding)
@@ -41,7 +62,8 @@ struct server_config {
     std::size_t shard_count = 0; // 0: one per core the process may use
     thread_pinning pinning = thread_pinning::pin;
     stop_signals signals = stop_signals::handle;
-    std::vector<listener_config> listeners;
+    std::vector<listener_config> listeners; // may be empty when outbound is not
+    std::vector<outbound_config> outbound;  // each takes one connection slot of its home shard
 
     // Per shard, allocated at start: connections_per_shard_max x (input + output + 2 socket
     // staging buffers), plus OpenSSL's BIO pair (2 x tls_pair_bytes) per open connection.
@@ -50,6 +72,9 @@ struct server_config {
     std::size_t output_buffer_bytes = 64 * 1024; // largest output of one on_data call
     std::size_t socket_buffer_bytes = 16 * 1024; // ciphertext staged for one recv or send
     std::size_t tls_pair_bytes = 20 * 1024;      // BIO pair, each direction (>= one record)
+    // Timers the layer above may arm per shard (shard_context::add_timer); the engine adds one
+    // per outbound connection for its reconnects.
+    std::size_t timers_per_shard_max = 256;
     unsigned io_uring_entries = 1024;
     int listen_backlog = 1024;
 
@@ -58,6 +83,9 @@ struct server_config {
     std::chrono::milliseconds idle_timeout{60'000};     // no request in progress
     std::chrono::milliseconds send_timeout{10'000};     // a client not reading its responses
     std::chrono::milliseconds drain_timeout{10'000};    // in-flight requests after a stop
+    // A parked connection (after_flush::park) waiting for its wake; the protocol's own deadline
+    // should be shorter. Request and idle timeouts do not run while a connection is parked.
+    std::chrono::milliseconds park_timeout{60'000};
 
     std::function<std::unique_ptr<shard_hooks>(std::size_t shard_index)> make_shard_hooks;
     // On run()'s thread after every shard's on_drain, before run() returns.
@@ -75,6 +103,12 @@ struct server_stats {
     std::uint64_t limit_closes = 0; // input or output over its buffer, or no free slot
     std::uint64_t messages_received = 0;
     std::uint64_t open_connections = 0;
+    std::uint64_t timers_fired = 0;
+    std::uint64_t wakes = 0;               // parked connections woken
+    std::uint64_t outbound_connected = 0;  // outbound handshakes that passed the identity check
+    std::uint64_t outbound_failures = 0;   // connect, handshake or identity failures
+    std::uint64_t outbound_refused = 0;    // of which: the server's identity did not match
+    std::uint64_t outbound_open = 0;       // outbound connections up now
 };
 
 // Lives on: created on the starting thread; run() there; shards on their own threads.

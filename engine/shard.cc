@@ -71,6 +71,8 @@ const char* wait_name(wait_kind k) noexcept {
         return "request";
     case wait_kind::idle:
         return "idle";
+    case wait_kind::parked:
+        return "parked";
     }
     return "?";
 }
@@ -106,12 +108,19 @@ void format_remote(int fd, char* text, std::size_t text_bytes) noexcept {
     }
 }
 
+[[nodiscard]] std::uint64_t splitmix64(std::uint64_t& state) noexcept {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
 } // namespace
 
 shard::shard(server& owner, std::size_t index, std::vector<int> listen_fds,
-             std::vector<tls_context> tls) noexcept
+             std::vector<tls_context> tls, std::vector<detail::outbound_link> outbound) noexcept
     : _server(owner), _config(owner._config), _index(index), _listen_fds(std::move(listen_fds)),
-      _tls(std::move(tls)) {}
+      _tls(std::move(tls)), _outbound(std::move(outbound)) {}
 
 shard::~shard() {
     stop_everything();
@@ -149,6 +158,24 @@ result<void> shard::start() noexcept {
         c.next_free = i + 1;
     }
     _free_head = 0;
+    // Each outbound link owns one slot for good; accepts never take it.
+    for (auto& link : _outbound) {
+        KEYRAIL_ASSERT(_free_head < _connection_count, "no slot left for outbound %zu", link.index);
+        link.slot = _free_head;
+        connection& c = _connections[_free_head];
+        _free_head = c.next_free;
+        c.outbound = static_cast<std::uint32_t>(&link - _outbound.data());
+        link.backoff_ns = to_ns(link.config->backoff_min);
+    }
+
+    // Timers: what the layer above may arm, plus one reconnect timer per outbound link.
+    _timer_count = static_cast<std::uint32_t>(_config.timers_per_shard_max + _outbound.size());
+    _timers = std::make_unique<detail::timer_slot[]>(_timer_count);
+    for (std::uint32_t i = 0; i < _timer_count; ++i) {
+        _timers[i].next_free = i + 1;
+    }
+    _timer_free_head = 0;
+    _jitter_state = monotonic_ns() ^ (std::uint64_t{_index} << 48);
 
     io_uring_params params{};
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
@@ -171,6 +198,16 @@ result<void> shard::start() noexcept {
         KEYRAIL_ASSERT(p != nullptr, "listener %zu made no protocol", i);
         _protocols.push_back(std::move(p));
     }
+    for (auto& link : _outbound) {
+        if (link.config->make_protocol) {
+            auto p = link.config->make_protocol(_index);
+            KEYRAIL_ASSERT(p != nullptr, "outbound %zu made no protocol", link.index);
+            link.protocol_index = _protocols.size();
+            _protocols.push_back(std::move(p));
+        } else {
+            link.protocol_index = link.config->protocol_listener;
+        }
+    }
     if (_config.make_shard_hooks) {
         _hooks = _config.make_shard_hooks(_index);
     }
@@ -182,6 +219,9 @@ result<void> shard::start() noexcept {
     _listeners_open = _listen_fds.size();
     for (std::size_t i = 0; i < _listen_fds.size(); ++i) {
         arm_accept(i);
+    }
+    for (std::size_t i = 0; i < _outbound.size(); ++i) {
+        start_connect(i);
     }
     return {};
 }
@@ -275,6 +315,7 @@ void shard::loop() noexcept {
             // More may be waiting: make sure the next wait returns at once.
             _server._matrix->doorbell_of(_index).ring();
         }
+        run_ready();
         follow_phase();
         if (_draining && !drained.load(std::memory_order_relaxed) && _open_count == 0 &&
             _listeners_open == 0) {
@@ -328,14 +369,21 @@ void shard::begin_drain() noexcept {
             s, tag(static_cast<std::uint8_t>(op::accept), static_cast<std::uint32_t>(i), 0), 0);
         io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::cancel), 0, 0));
     }
+    for (auto& link : _outbound) {
+        if (link.retry_armed) {
+            (void)cancel_timer(link.retry);
+            link.retry_armed = false;
+        }
+    }
     for (std::uint32_t i = 0; i < _connection_count; ++i) {
         connection& c = _connections[i];
-        if (c.state == conn_state::handshaking) {
+        if (c.state == conn_state::handshaking || c.state == conn_state::connecting) {
             abort_close(c);
         } else if (c.state == conn_state::open) {
             pump(c); // closes it when no request is in flight
         }
     }
+    run_ready();
 }
 
 void shard::handle(const io_uring_cqe& cqe) noexcept {
@@ -357,10 +405,15 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
         return;
     case op::cancel:
         return;
+    case op::timer:
+        on_timer_cqe(slot, generation, cqe.res);
+        return;
     case op::recv:
     case op::recv_timeout:
     case op::send:
     case op::send_timeout:
+    case op::connect:
+    case op::connect_timeout:
         break;
     }
     KEYRAIL_ASSERT(slot < _connection_count, "slot %u", slot);
@@ -379,8 +432,12 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
         c.send_inflight = false;
         on_send(c, cqe.res);
         break;
+    case op::connect:
+        on_connect(c, cqe.res);
+        break;
     case op::recv_timeout:
     case op::send_timeout:
+    case op::connect_timeout:
         on_linked_timeout(c);
         break;
     default:
@@ -463,8 +520,17 @@ void shard::on_recv(connection& c, int res) noexcept {
         maybe_release(c);
         return;
     }
+    if (res != -ECANCELED) {
+        c.recv_requeued = false; // the recv completed before our cancel reached it
+    }
     if (res == -ECANCELED) {
-        // The linked timeout fired.
+        // The linked timeout fired. A connection parked or woken since the recv was armed
+        // waits under its new deadline instead.
+        if (c.recv_requeued || c.parked != (c.recv_wait == wait_kind::parked)) {
+            c.recv_requeued = false;
+            arm_recv(c);
+            return;
+        }
         KEYRAIL_LOG(info, "engine", "shard %zu: %s: %s timeout, closing", _index, c.remote,
                     wait_name(c.recv_wait));
         bump(counters.timeouts);
@@ -540,9 +606,16 @@ void shard::pump(connection& c) noexcept {
         const auto step = c.tls.handshake();
         if (step == tls_session::status::failed) {
             const tls_refusal why = c.tls.refusal();
-            KEYRAIL_LOG(warn, "engine", "shard %zu: %s: handshake refused: %s (%s)", _index,
-                        c.remote, to_string(why), c.tls.refusal_detail());
-            bump(counters.refused[static_cast<std::size_t>(why)]);
+            if (c.outbound != detail::no_slot) {
+                // tls_refusal names the client side; the detail names the server's problem.
+                KEYRAIL_LOG(warn, "engine", "shard %zu: outbound %s: handshake failed: %s",
+                            _index, c.remote, c.tls.refusal_detail());
+                bump(counters.outbound_failures);
+            } else {
+                KEYRAIL_LOG(warn, "engine", "shard %zu: %s: handshake refused: %s (%s)", _index,
+                            c.remote, to_string(why), c.tls.refusal_detail());
+                bump(counters.refused[static_cast<std::size_t>(why)]);
+            }
             c.handshake_failed = true;
             c.close_after_flush = true; // send the alert, then close
         } else if (step == tls_session::status::done) {
@@ -555,6 +628,12 @@ void shard::pump(connection& c) noexcept {
             KEYRAIL_LOG(debug, "engine", "shard %zu: %s: TLS up, CN '%s', %zu URI SANs%s",
                         _index, c.remote, c.peer.subject_cn.c_str(), c.peer.san_uris.size(),
                         c.tls.resumed() ? ", resumed" : "");
+            if (c.outbound != detail::no_slot && !check_outbound_identity(c)) {
+                c.close_after_flush = true; // close_notify, then reconnect after the backoff
+                flush_network(c);
+                finish_close(c);
+                return;
+            }
             c.opened = true;
             if (_protocols[c.listener]->on_open(c.ctx) == admission::refuse) {
                 KEYRAIL_LOG(info, "engine", "shard %zu: %s: refused by the protocol", _index,
@@ -602,7 +681,7 @@ bool shard::process_input(connection& c) noexcept {
             }
             break;
         }
-        if (c.in_len == 0) {
+        if (c.in_len == 0 || c.parked) {
             break;
         }
         if (c.out_len > 0) {
@@ -626,6 +705,8 @@ bool shard::process_input(connection& c) noexcept {
         }
         KEYRAIL_ASSERT(r.consumed_bytes <= c.in_len, "handler consumed %zu of %zu",
                        r.consumed_bytes, c.in_len);
+        KEYRAIL_ASSERT(r.then != after_flush::park || r.consumed_bytes > 0,
+                       "a handler parks only after consuming its request");
         if (r.consumed_bytes == 0) {
             if (c.in_len == in_cap) {
                 KEYRAIL_LOG(warn, "engine",
@@ -644,6 +725,11 @@ bool shard::process_input(connection& c) noexcept {
             c.close_after_flush = true;
             break;
         }
+        if (r.then == after_flush::park) {
+            c.parked = true;
+            c.parked_since_ns = _now_ns;
+            break;
+        }
     }
     if (c.in_len == 0) {
         c.request_started_ns = 0;
@@ -653,7 +739,7 @@ bool shard::process_input(connection& c) noexcept {
     if (c.peer_closed) {
         c.close_after_flush = true;
     }
-    if (_draining && c.in_len == 0 && c.out_len == 0) {
+    if (_draining && c.in_len == 0 && c.out_len == 0 && !c.parked) {
         c.close_after_flush = true; // no request in flight: the drain closes it
     }
     return true;
@@ -715,6 +801,17 @@ void shard::submit_send(connection& c) noexcept {
 }
 
 void shard::arm_recv(connection& c) noexcept {
+    if (c.recv_inflight && c.recv_wait == wait_kind::parked && !c.parked && !c.recv_requeued &&
+        c.state == conn_state::open) {
+        // Woken while a recv waits under the long park deadline: cancel it, and on_recv arms it
+        // again under the request or idle deadline.
+        io_uring_sqe* s = sqe();
+        io_uring_prep_cancel64(
+            s, tag(static_cast<std::uint8_t>(op::recv), c.ctx._id.slot, c.generation), 0);
+        io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::cancel), 0, 0));
+        c.recv_requeued = true;
+        return;
+    }
     if (c.recv_inflight || c.peer_closed || c.close_after_flush || c.state == conn_state::closing) {
         return;
     }
@@ -729,6 +826,10 @@ void shard::arm_recv(connection& c) noexcept {
     if (c.state == conn_state::handshaking) {
         c.recv_wait = wait_kind::handshake;
         deadline_ns = c.handshake_deadline_ns;
+    } else if (c.parked) {
+        // The protocol's own deadline answers a parked request; this only bounds a bug.
+        c.recv_wait = wait_kind::parked;
+        deadline_ns = c.parked_since_ns + to_ns(_config.park_timeout);
     } else if (c.in_len > 0) {
         c.recv_wait = wait_kind::request;
         deadline_ns = c.request_started_ns + to_ns(_config.request_timeout);
@@ -778,6 +879,13 @@ void shard::abort_close(connection& c) noexcept {
     if (c.state == conn_state::closing || c.state == conn_state::free) {
         return;
     }
+    if (c.state == conn_state::connecting) {
+        // shutdown(2) does not reliably end a connect in flight; cancel it by its tag.
+        io_uring_sqe* s = sqe();
+        io_uring_prep_cancel64(s, tag(static_cast<std::uint8_t>(op::connect), c.ctx._id.slot,
+                                      c.generation), 0);
+        io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::cancel), 0, 0));
+    }
     c.state = conn_state::closing;
     // Completes any recv or send in flight (with 0 or an error); the fd stays open until
     // every CQE arrived, so no later connection can inherit an operation.
@@ -805,6 +913,9 @@ void shard::maybe_release(connection& c) noexcept {
     c.handshake_failed = false;
     c.shutdown_sent = false;
     c.peer_closed = false;
+    c.parked = false;
+    c.output_overflowed = false;
+    c.recv_requeued = false;
     c.tx_len = 0;
     c.tx_sent = 0;
     c.in_len = 0;
@@ -812,9 +923,20 @@ void shard::maybe_release(connection& c) noexcept {
     c.out_written = 0;
     c.request_started_ns = 0;
     ++c.generation;
+    --_open_count;
+    if (c.outbound != detail::no_slot) {
+        // The link keeps its slot and dials again after the backoff.
+        detail::outbound_link& link = _outbound[c.outbound];
+        if (link.up) {
+            link.up = false;
+            drop(counters.outbound_open);
+            KEYRAIL_LOG(info, "engine", "shard %zu: outbound %s: closed", _index, link.remote);
+        }
+        schedule_retry(link);
+        return;
+    }
     c.next_free = _free_head;
     _free_head = slot;
-    --_open_count;
     drop(counters.open_connections);
 }
 
@@ -844,6 +966,346 @@ void shard::stop_everything() noexcept {
     }
     _protocols.clear();
     _hooks.reset();
+}
+
+// ---- Timers ----
+
+result<timer_id> shard::add_timer(std::uint64_t first_ns, std::uint64_t period_ns,
+                                  timer_handler& handler, std::uint64_t arg) noexcept {
+    if (_timer_free_head == _timer_count) {
+        return fail(errc::timer_table_full);
+    }
+    const std::uint32_t slot = _timer_free_head;
+    detail::timer_slot& t = _timers[slot];
+    KEYRAIL_ASSERT(!t.active && !t.inflight, "timer slot %u on the free list is busy", slot);
+    _timer_free_head = t.next_free;
+    t.handler = &handler;
+    t.arg = arg;
+    t.period_ns = period_ns;
+    t.deadline_ns = _now_ns + first_ns;
+    t.active = true;
+    arm_timer(slot);
+    return timer_id{slot, t.generation};
+}
+
+bool shard::cancel_timer(timer_id id) noexcept {
+    if (id.slot >= _timer_count) {
+        return false;
+    }
+    detail::timer_slot& t = _timers[id.slot];
+    if (!t.active || t.generation != id.generation) {
+        return false;
+    }
+    t.active = false;
+    ++t.generation;
+    if (t.inflight) {
+        // The slot stays taken until the timeout's CQE (-ECANCELED, or -ETIME if it raced).
+        io_uring_sqe* s = sqe();
+        io_uring_prep_timeout_remove(
+            s, tag(static_cast<std::uint8_t>(op::timer), id.slot, id.generation), 0);
+        io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::cancel), 0, 0));
+    } else {
+        free_timer(id.slot); // cancelled from its own callback
+    }
+    return true;
+}
+
+void shard::arm_timer(std::uint32_t slot) noexcept {
+    detail::timer_slot& t = _timers[slot];
+    set_timespec(t.ts, t.deadline_ns);
+    check_sqe_buffer(&t.ts, sizeof t.ts);
+    io_uring_sqe* s = sqe();
+    // Absolute CLOCK_MONOTONIC deadlines: a periodic timer does not drift by its callbacks.
+    io_uring_prep_timeout(s, &t.ts, 0, IORING_TIMEOUT_ABS);
+    io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::timer), slot, t.generation));
+    t.inflight = true;
+}
+
+void shard::free_timer(std::uint32_t slot) noexcept {
+    detail::timer_slot& t = _timers[slot];
+    t.handler = nullptr;
+    t.arg = 0;
+    t.next_free = _timer_free_head;
+    _timer_free_head = slot;
+}
+
+void shard::on_timer_cqe(std::uint32_t slot, std::uint32_t generation, int res) noexcept {
+    KEYRAIL_ASSERT(slot < _timer_count, "timer slot %u", slot);
+    detail::timer_slot& t = _timers[slot];
+    KEYRAIL_ASSERT(t.inflight, "timer slot %u: CQE with nothing in flight", slot);
+    t.inflight = false;
+    if (!t.active) {
+        free_timer(slot); // cancelled; this is the last CQE of its occupant
+        return;
+    }
+    KEYRAIL_ASSERT(t.generation == generation, "timer slot %u generation %u, CQE for %u", slot,
+                   t.generation, generation);
+    if (res != -ETIME && res != 0) {
+        const std::error_code ec(-res, std::system_category());
+        KEYRAIL_LOG(warn, "engine", "shard %zu: timer %u: %s; firing it anyway", _index, slot,
+                    ec.message().c_str());
+    }
+    bump(counters.timers_fired);
+    const timer_id id{slot, generation};
+    timer_handler* handler = t.handler;
+    const std::uint64_t arg = t.arg;
+    if (t.period_ns == 0) {
+        t.active = false;
+        ++t.generation;
+        free_timer(slot);
+        handler->on_timer(*this, id, arg);
+        return;
+    }
+    t.deadline_ns += t.period_ns;
+    if (t.deadline_ns <= _now_ns) {
+        t.deadline_ns = _now_ns + t.period_ns; // we fell behind: skip the missed ticks
+    }
+    handler->on_timer(*this, id, arg);
+    // The callback may have cancelled it (and the slot may hold a new timer by now).
+    if (t.active && t.generation == generation) {
+        arm_timer(slot);
+    }
+}
+
+// ---- Deferred replies and sends ----
+
+connection* shard::lookup(connection_id id) noexcept {
+    if (id.slot >= _connection_count) {
+        return nullptr;
+    }
+    connection& c = _connections[id.slot];
+    if (c.generation != id.generation || c.state == conn_state::free) {
+        return nullptr;
+    }
+    return &c;
+}
+
+void shard::queue_ready(connection& c) noexcept {
+    if (c.ready_queued) {
+        return;
+    }
+    c.ready_queued = true;
+    c.next_ready = detail::no_slot;
+    const std::uint32_t slot = static_cast<std::uint32_t>(&c - _connections.get());
+    if (_ready_tail == detail::no_slot) {
+        _ready_head = slot;
+    } else {
+        _connections[_ready_tail].next_ready = slot;
+    }
+    _ready_tail = slot;
+}
+
+void shard::run_ready() noexcept {
+    while (_ready_head != detail::no_slot) {
+        connection& c = _connections[_ready_head];
+        _ready_head = c.next_ready;
+        if (_ready_head == detail::no_slot) {
+            _ready_tail = detail::no_slot;
+        }
+        c.ready_queued = false;
+        c.next_ready = detail::no_slot;
+        if (c.state == conn_state::free || c.state == conn_state::closing) {
+            continue; // closed since it was queued
+        }
+        if (c.output_overflowed) {
+            KEYRAIL_LOG(warn, "engine",
+                        "shard %zu: %s: deferred response over the %zu-byte output limit, closing",
+                        _index, c.remote, _config.output_buffer_bytes);
+            bump(counters.limit_closes);
+            abort_close(c);
+            continue;
+        }
+        pump(c);
+    }
+}
+
+bool shard::wake(connection_id id, std::uint64_t arg) noexcept {
+    connection* found = lookup(id);
+    if (found == nullptr) {
+        return false;
+    }
+    connection& c = *found;
+    if (c.state != conn_state::open || !c.parked || c.output_overflowed) {
+        return false;
+    }
+    c.parked = false;
+    bump(counters.wakes);
+    output out({c.out, _config.output_buffer_bytes}, c.out_len);
+    const after_flush then = _protocols[c.listener]->on_wake(c.ctx, arg, out);
+    if (out.overflowed()) {
+        c.output_overflowed = true; // closed from the ready list, outside the caller's stack
+    } else if (then == after_flush::park) {
+        c.parked = true;
+        c.parked_since_ns = _now_ns;
+    } else if (then == after_flush::close) {
+        c.close_after_flush = true;
+    }
+    // A pipelined request that waited behind the parked one starts its clock now.
+    c.request_started_ns = c.in_len > 0 ? _now_ns : 0;
+    queue_ready(c);
+    return true;
+}
+
+result<void> shard::send(connection_id id, std::span<const char> bytes) noexcept {
+    connection* found = lookup(id);
+    if (found == nullptr || found->state != conn_state::open || found->close_after_flush ||
+        found->output_overflowed) {
+        return fail(errc::no_such_connection);
+    }
+    connection& c = *found;
+    if (bytes.size() > _config.output_buffer_bytes - c.out_len) {
+        return fail(errc::output_full);
+    }
+    std::memcpy(c.out + c.out_len, bytes.data(), bytes.size());
+    c.out_len += bytes.size();
+    queue_ready(c);
+    return {};
+}
+
+// ---- Outbound connections ----
+
+result<connection_id> shard::outbound_connection(std::size_t index) const noexcept {
+    for (const auto& link : _outbound) {
+        if (link.index != index) {
+            continue;
+        }
+        if (!link.up) {
+            return fail(errc::not_connected);
+        }
+        const connection& c = _connections[link.slot];
+        return connection_id{link.slot, c.generation};
+    }
+    return fail(errc::not_connected);
+}
+
+void shard::on_timer(shard_context& self, timer_id id, std::uint64_t arg) noexcept {
+    (void)self;
+    (void)id;
+    KEYRAIL_ASSERT(arg < _outbound.size(), "reconnect timer for link %llu",
+                   static_cast<unsigned long long>(arg));
+    _outbound[arg].retry_armed = false;
+    start_connect(static_cast<std::size_t>(arg));
+}
+
+void shard::schedule_retry(detail::outbound_link& link) noexcept {
+    if (_draining || _exit) {
+        return;
+    }
+    // Uniform in [backoff/2, backoff]: links that failed together do not retry together.
+    const std::uint64_t half = link.backoff_ns / 2;
+    const std::uint64_t delay_ns = half + splitmix64(_jitter_state) % (half + 1);
+    link.backoff_ns = std::min(link.backoff_ns * 2, to_ns(link.config->backoff_max));
+    const std::size_t link_index = static_cast<std::size_t>(&link - _outbound.data());
+    auto armed = add_timer(delay_ns, 0, *this, link_index);
+    // One timer slot per link is reserved on top of timers_per_shard_max.
+    KEYRAIL_ASSERT(armed.has_value(), "no timer for outbound %zu", link.index);
+    link.retry = *armed;
+    link.retry_armed = true;
+    KEYRAIL_LOG(debug, "engine", "shard %zu: outbound %s: reconnecting in %llu ms", _index,
+                link.remote, static_cast<unsigned long long>(delay_ns / 1'000'000u));
+}
+
+void shard::start_connect(std::size_t link_index) noexcept {
+    detail::outbound_link& link = _outbound[link_index];
+    connection& c = _connections[link.slot];
+    KEYRAIL_ASSERT(c.state == conn_state::free, "outbound %zu: slot busy", link.index);
+    if (_draining || _exit) {
+        return;
+    }
+    const int fd = ::socket(link.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        const std::error_code ec = errno_error(errno);
+        KEYRAIL_LOG(warn, "engine", "shard %zu: outbound %s: socket: %s", _index, link.remote,
+                    ec.message().c_str());
+        bump(counters.outbound_failures);
+        schedule_retry(link);
+        return;
+    }
+    const int one = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ++_open_count;
+    c.fd = fd;
+    c.listener = static_cast<std::uint32_t>(link.protocol_index);
+    c.state = conn_state::connecting;
+    std::snprintf(c.remote, sizeof c.remote, "%s", link.remote);
+    c.ctx = connection_context{};
+    c.ctx._shard = this;
+    c.ctx._peer = &c.peer;
+    c.ctx._tls = &c.tls;
+    c.ctx._remote = c.remote;
+    c.ctx._id = connection_id{link.slot, c.generation};
+    c.ctx._listener_index =
+        link.config->make_protocol ? connection_context::no_index : link.protocol_index;
+    c.ctx._outbound_index = link.index;
+
+    set_timespec(link.connect_ts, to_ns(link.config->connect_timeout));
+    check_sqe_buffer(&link.address, link.address_bytes);
+    reserve_sqes(2);
+    io_uring_sqe* s = sqe();
+    io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&link.address),
+                          link.address_bytes);
+    io_uring_sqe_set_flags(s, IOSQE_IO_LINK);
+    io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::connect), link.slot,
+                                   c.generation));
+    io_uring_sqe* t = sqe();
+    io_uring_prep_link_timeout(t, &link.connect_ts, 0);
+    io_uring_sqe_set_data64(t, tag(static_cast<std::uint8_t>(op::connect_timeout), link.slot,
+                                   c.generation));
+    c.inflight_count = static_cast<std::uint8_t>(c.inflight_count + 2);
+}
+
+void shard::on_connect(connection& c, int res) noexcept {
+    if (c.state == conn_state::closing) {
+        maybe_release(c);
+        return;
+    }
+    detail::outbound_link& link = _outbound[c.outbound];
+    if (res < 0) {
+        const std::error_code ec(-res, std::system_category());
+        KEYRAIL_LOG(info, "engine", "shard %zu: outbound %s: connect: %s", _index, link.remote,
+                    res == -ECANCELED ? "timeout" : ec.message().c_str());
+        bump(counters.outbound_failures);
+        abort_close(c);
+        return;
+    }
+    auto opened = c.tls.open_client(link.tls.native(), _config.tls_pair_bytes);
+    if (!opened) {
+        KEYRAIL_LOG(warn, "engine", "shard %zu: outbound %s: cannot start TLS: %s", _index,
+                    link.remote, opened.error().message().c_str());
+        bump(counters.outbound_failures);
+        abort_close(c);
+        return;
+    }
+    c.state = conn_state::handshaking;
+    c.handshake_deadline_ns = _now_ns + to_ns(_config.handshake_timeout);
+    pump(c);
+}
+
+bool shard::check_outbound_identity(connection& c) noexcept {
+    detail::outbound_link& link = _outbound[c.outbound];
+    const std::string& expected = link.config->tls.expected_peer_uri;
+    bool match = expected.empty();
+    for (const auto& uri : c.peer.san_uris) {
+        match = match || uri == expected;
+    }
+    if (!match) {
+        KEYRAIL_LOG(warn, "engine",
+                    "shard %zu: outbound %s: peer refused: identity mismatch (expected '%s', "
+                    "presented '%s', CN '%s')",
+                    _index, link.remote, expected.c_str(),
+                    c.peer.san_uris.empty() ? "" : c.peer.san_uris[0].c_str(),
+                    c.peer.subject_cn.c_str());
+        bump(counters.outbound_failures);
+        bump(counters.outbound_refused);
+        return false;
+    }
+    link.up = true;
+    link.backoff_ns = to_ns(link.config->backoff_min);
+    bump(counters.outbound_connected);
+    bump(counters.outbound_open);
+    KEYRAIL_LOG(info, "engine", "shard %zu: outbound %s: connected to '%s'", _index, link.remote,
+                c.peer.san_uris.empty() ? c.peer.subject_cn.c_str() : c.peer.san_uris[0].c_str());
+    return true;
 }
 
 } // namespace keyrail::engine

@@ -3,6 +3,7 @@
 // buffers. Internal to the engine; protocols see it as a shard_context.
 #include <liburing.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <cstddef>
@@ -19,6 +20,7 @@ namespace keyrail::engine {
 
 class server;
 struct server_config;
+struct outbound_config;
 
 // Counters of one shard. Lives on: written by its shard (relaxed), read by any thread.
 struct shard_counters {
@@ -30,6 +32,12 @@ struct shard_counters {
     std::atomic<std::uint64_t> limit_closes{0};
     std::atomic<std::uint64_t> messages_received{0};
     std::atomic<std::uint64_t> open_connections{0};
+    std::atomic<std::uint64_t> timers_fired{0};
+    std::atomic<std::uint64_t> wakes{0};
+    std::atomic<std::uint64_t> outbound_connected{0};
+    std::atomic<std::uint64_t> outbound_failures{0};
+    std::atomic<std::uint64_t> outbound_refused{0};
+    std::atomic<std::uint64_t> outbound_open{0};
 };
 
 // Server-wide phases, published by the supervisor (run()'s thread) and read by shards.
@@ -37,8 +45,10 @@ enum class server_phase : int { running = 0, draining = 1, force_close = 2, shar
 
 namespace detail {
 
-enum class conn_state : std::uint8_t { free, handshaking, open, closing };
-enum class wait_kind : std::uint8_t { handshake, request, idle };
+enum class conn_state : std::uint8_t { free, connecting, handshaking, open, closing };
+enum class wait_kind : std::uint8_t { handshake, request, idle, parked };
+
+inline constexpr std::uint32_t no_slot = 0xffff'ffffu;
 
 // One connection slot. Lives on: its shard. Buffers point into the shard's arena.
 struct connection {
@@ -56,6 +66,12 @@ struct connection {
     bool handshake_failed = false;
     bool shutdown_sent = false;     // close_notify queued
     bool peer_closed = false;       // close_notify or FIN received
+    bool parked = false;            // on_data answered after_flush::park; no on_data until wake
+    bool ready_queued = false;      // on the shard's ready list (pump at the end of the turn)
+    bool output_overflowed = false; // on_wake overflowed its output: close from the ready list
+    bool recv_requeued = false;     // we cancelled the recv to re-arm it under a new deadline
+    std::uint32_t next_ready = no_slot;
+    std::uint32_t outbound = no_slot; // index into shard::_outbound for a slot a link owns
 
     char* rx = nullptr; // ciphertext received, fed to TLS at once
     char* tx = nullptr; // ciphertext being sent
@@ -69,6 +85,7 @@ struct connection {
 
     std::uint64_t handshake_deadline_ns = 0;
     std::uint64_t request_started_ns = 0; // first byte of the request being received, or 0
+    std::uint64_t parked_since_ns = 0;
     __kernel_timespec recv_ts{};
     __kernel_timespec send_ts{};
 
@@ -78,13 +95,43 @@ struct connection {
     char remote[64] = {};
 };
 
+// One timer slot. Lives on: its shard. The timespec is read by the kernel at submission.
+struct timer_slot {
+    timer_handler* handler = nullptr;
+    std::uint64_t arg = 0;
+    std::uint64_t deadline_ns = 0; // absolute, CLOCK_MONOTONIC (io_uring's timeout clock)
+    std::uint64_t period_ns = 0;   // 0: one-shot
+    __kernel_timespec ts{};
+    std::uint32_t generation = 0;
+    std::uint32_t next_free = 0;
+    bool active = false;   // armed and not cancelled
+    bool inflight = false; // a timeout SQE whose CQE has not arrived
+};
+
+// One outbound connection the shard keeps up. Lives on: its home shard.
+struct outbound_link {
+    const outbound_config* config = nullptr;
+    std::size_t index = 0;          // position in server_config::outbound
+    tls_client_context tls;
+    sockaddr_storage address{};
+    socklen_t address_bytes = 0;
+    char remote[64] = {};
+    std::uint32_t slot = no_slot;   // its reserved connection slot
+    std::size_t protocol_index = 0; // into shard::_protocols
+    std::uint64_t backoff_ns = 0;   // the next retry's upper bound
+    timer_id retry{};
+    bool retry_armed = false;
+    bool up = false;                // handshake and identity check passed, not yet closed
+    __kernel_timespec connect_ts{};
+};
+
 } // namespace detail
 
 // Lives on: its own thread (created by server::run), pinned to one core.
-class shard final : public shard_context {
+class shard final : public shard_context, private timer_handler {
 public:
     shard(server& owner, std::size_t index, std::vector<int> listen_fds,
-          std::vector<tls_context> tls) noexcept;
+          std::vector<tls_context> tls, std::vector<detail::outbound_link> outbound) noexcept;
     ~shard();
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
@@ -97,6 +144,13 @@ public:
     [[nodiscard]] std::size_t shard_count() const noexcept override;
     [[nodiscard]] std::uint64_t now_ns() const noexcept override { return _now_ns; }
     [[nodiscard]] result<void> post(std::size_t to, shard_message message) noexcept override;
+    [[nodiscard]] result<timer_id> add_timer(std::uint64_t first_ns, std::uint64_t period_ns,
+                                             timer_handler& handler,
+                                             std::uint64_t arg) noexcept override;
+    bool cancel_timer(timer_id id) noexcept override;
+    bool wake(connection_id id, std::uint64_t arg) noexcept override;
+    [[nodiscard]] result<void> send(connection_id id, std::span<const char> bytes) noexcept override;
+    [[nodiscard]] result<connection_id> outbound_connection(std::size_t index) const noexcept override;
 
     // Read by the supervisor.
     enum class start_state : int { pending = 0, ok = 1, failed = 2 };
@@ -108,7 +162,7 @@ public:
 
 private:
     enum class op : std::uint8_t { accept = 1, doorbell, recv, recv_timeout, send, send_timeout,
-                                   cancel };
+                                   cancel, timer, connect, connect_timeout };
 
     [[nodiscard]] result<void> start() noexcept;
     void loop() noexcept;
@@ -138,6 +192,24 @@ private:
     void abort_close(detail::connection& c) noexcept;
     void maybe_release(detail::connection& c) noexcept;
 
+    // Timers.
+    void arm_timer(std::uint32_t slot) noexcept;
+    void free_timer(std::uint32_t slot) noexcept;
+    void on_timer_cqe(std::uint32_t slot, std::uint32_t generation, int res) noexcept;
+    // The shard's own timers: outbound reconnects (arg: index into _outbound).
+    void on_timer(shard_context& self, timer_id id, std::uint64_t arg) noexcept override;
+
+    // Deferred work: connections to pump once the current callbacks returned.
+    [[nodiscard]] detail::connection* lookup(connection_id id) noexcept;
+    void queue_ready(detail::connection& c) noexcept;
+    void run_ready() noexcept;
+
+    // Outbound connections.
+    void start_connect(std::size_t link_index) noexcept;
+    void on_connect(detail::connection& c, int res) noexcept;
+    void schedule_retry(detail::outbound_link& link) noexcept;
+    [[nodiscard]] bool check_outbound_identity(detail::connection& c) noexcept;
+
     server& _server;
     const server_config& _config;
     std::size_t _index;
@@ -161,6 +233,15 @@ private:
     std::uint32_t _connection_count = 0;
     std::uint32_t _free_head = 0; // index into _connections; == _connection_count when none free
     std::size_t _open_count = 0;
+    std::uint32_t _ready_head = detail::no_slot;
+    std::uint32_t _ready_tail = detail::no_slot;
+
+    std::unique_ptr<detail::timer_slot[]> _timers;
+    std::uint32_t _timer_count = 0;
+    std::uint32_t _timer_free_head = 0; // == _timer_count when none free
+
+    std::vector<detail::outbound_link> _outbound;
+    std::uint64_t _jitter_state = 0; // splitmix64, for reconnect jitter
 };
 
 } // namespace keyrail::engine

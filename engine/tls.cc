@@ -106,6 +106,49 @@ result<tls_context> tls_context::create(const tls_config& config,
     return out;
 }
 
+result<tls_client_context> tls_client_context::create(const client_tls_config& config) noexcept {
+    tls_client_context out;
+    out._ctx.reset(SSL_CTX_new(TLS_client_method()));
+    SSL_CTX* ctx = out._ctx.get();
+    if (ctx == nullptr) {
+        log_openssl_errors("SSL_CTX_new");
+        return fail(errc::tls_config);
+    }
+    const std::string cert = config.cert_file.string();
+    const std::string key = config.key_file.string();
+    const std::string ca = config.ca_file.string();
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
+        log_openssl_errors(cert.c_str());
+        return fail(errc::tls_config);
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        log_openssl_errors(key.c_str());
+        return fail(errc::tls_config);
+    }
+    if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
+        log_openssl_errors(ca.c_str());
+        return fail(errc::tls_config);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_verify_depth(ctx, config.verify_depth);
+    // No client session cache: it is a locked structure, and a reconnect is rare.
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    return out;
+}
+
+result<void> tls_session::open_client(SSL_CTX* ctx, std::size_t pair_bytes) noexcept {
+    auto opened = open(ctx, pair_bytes);
+    if (!opened) {
+        return opened;
+    }
+    SSL_set_connect_state(_ssl);
+    return {};
+}
+
 result<void> tls_session::open(SSL_CTX* ctx, std::size_t pair_bytes) noexcept {
     KEYRAIL_ASSERT(_ssl == nullptr, "session already open");
     _refusal = tls_refusal::none;

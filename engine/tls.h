@@ -26,6 +26,17 @@ struct tls_config {
     std::size_t session_tickets_count = 2; // TLS 1.3 tickets sent after each full handshake
 };
 
+// The client side of an outbound mTLS connection (the peer protocol dials its neighbours).
+struct client_tls_config {
+    std::filesystem::path cert_file; // our certificate chain, presented to the server (PEM)
+    std::filesystem::path key_file;  // its private key (PEM)
+    std::filesystem::path ca_file;   // CAs whose server certificates are accepted (PEM)
+    int verify_depth = 4;            // longest server chain, leaf excluded
+    // The server must present this URI SAN (e.g. "urn:keyrail:node:2"), else the connection
+    // is refused after the handshake with a logged reason. Empty: any certificate from ca_file.
+    std::string expected_peer_uri;
+};
+
 // Why a client was refused during the handshake. The log line names it.
 enum class tls_refusal : unsigned char {
     none,
@@ -59,6 +70,21 @@ private:
     std::unique_ptr<SSL_CTX, ctx_free> _ctx;
 };
 
+// A client SSL_CTX for outbound connections: TLS 1.3 only, verifies the server's chain against
+// ca_file (the identity is checked by URI SAN after the handshake, not by host name).
+// Lives on: built by the server at start-up, then used only by the shard that owns the link.
+class tls_client_context {
+public:
+    [[nodiscard]] static result<tls_client_context> create(const client_tls_config& config) noexcept;
+    [[nodiscard]] SSL_CTX* native() const noexcept { return _ctx.get(); }
+
+private:
+    struct ctx_free {
+        void operator()(SSL_CTX* c) const noexcept { SSL_CTX_free(c); }
+    };
+    std::unique_ptr<SSL_CTX, ctx_free> _ctx;
+};
+
 // The client's verified certificate, reduced to what the layer above derives an SAE identity
 // from. Filled once per connection after the handshake.
 struct peer_identity {
@@ -83,6 +109,8 @@ public:
 
     // A fresh server session; the BIO pair holds pair_bytes in each direction.
     [[nodiscard]] result<void> open(SSL_CTX* ctx, std::size_t pair_bytes) noexcept;
+    // A fresh client session (outbound connection): handshake() sends the ClientHello.
+    [[nodiscard]] result<void> open_client(SSL_CTX* ctx, std::size_t pair_bytes) noexcept;
     void reset() noexcept;
     [[nodiscard]] bool is_open() const noexcept { return _ssl != nullptr; }
 

@@ -8,6 +8,8 @@
 #   other_ca.pem other_ca.key     an unrelated CA
 #   other_client.pem other_client.key   CN mallory, signed by other_ca
 #   expired.pem expired.key       CN old, signed by ca, valid from 2 days ago to 1 day ago
+#   node1.pem node1.key           CN node1, SAN URI:urn:keyrail:node:1 IP:127.0.0.1, server+client
+#   node2.pem node2.key           CN node2, SAN URI:urn:keyrail:node:2 IP:127.0.0.1, server+client
 set -eu
 dir=$1
 mkdir -p "$dir"
@@ -40,6 +42,9 @@ make_ca other_ca "some other CA"
 make_leaf server localhost ca "DNS:localhost,IP:127.0.0.1" serverAuth
 make_leaf client alice ca "URI:urn:keyrail:sae:alice" clientAuth
 make_leaf other_client mallory other_ca "URI:urn:keyrail:sae:mallory" clientAuth
+# Nodes dial each other and accept each other: both usages on one certificate.
+make_leaf node1 node1 ca "URI:urn:keyrail:node:1,IP:127.0.0.1" "serverAuth,clientAuth"
+make_leaf node2 node2 ca "URI:urn:keyrail:node:2,IP:127.0.0.1" "serverAuth,clientAuth"
 
 # An expired certificate needs explicit dates, which only `openssl ca` accepts.
 mkdir -p expired_db/newcerts
