@@ -19,6 +19,7 @@
 #include "engine/errc.h"
 #include "engine/limits.h"
 #include "engine/log.h"
+#include "engine/secure.h"
 #include "engine/server.h"
 
 namespace keyrail::engine {
@@ -762,6 +763,9 @@ bool shard::encrypt_output(connection& c) noexcept {
         return false;
     }
     if (c.out_written == c.out_len) {
+        // The plaintext may be key material (an ETSI 014 key container): once TLS holds its
+        // ciphertext, nothing of it stays in the buffer.
+        secure_wipe(c.out, c.out_len);
         c.out_len = 0;
         c.out_written = 0;
     }
@@ -919,6 +923,7 @@ void shard::maybe_release(connection& c) noexcept {
     c.tx_len = 0;
     c.tx_sent = 0;
     c.in_len = 0;
+    secure_wipe(c.out, c.out_len); // unsent plaintext of a closed connection
     c.out_len = 0;
     c.out_written = 0;
     c.request_started_ns = 0;
