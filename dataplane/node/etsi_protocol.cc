@@ -1,0 +1,97 @@
+#include "dataplane/node/etsi_protocol.h"
+
+#include "dataplane/node/identity.h"
+#include "engine/http/response.h"
+#include "engine/log.h"
+#include "engine/secure.h"
+
+namespace keyrail::dataplane::node {
+
+namespace http = engine::http;
+
+etsi_protocol::etsi_protocol(const settings& cfg, std::unique_ptr<etsi014::key_service> service,
+                             const protocol_limits& limits)
+    : _cfg(cfg), _service(std::move(service)), _limits(limits), _workspace(limits.workspace),
+      _scratch_bytes(_workspace.response_bytes_max()),
+      _scratch(std::make_unique<char[]>(_scratch_bytes)) {}
+
+etsi_protocol::~etsi_protocol() {
+    secure_wipe(_scratch.get(), _scratch_bytes);
+}
+
+engine::admission etsi_protocol::on_open(engine::connection_context& ctx) noexcept {
+    const identity_outcome who = derive_sae(_cfg, ctx.peer());
+    if (!who.ok) {
+        // Logged once here; every request of this connection is then answered 401.
+        KEYRAIL_LOG(warn, "node", "shard %zu: %s: no valid SAE ID: %s ('%s'); answering 401",
+                    ctx.shard().shard_index(), ctx.remote(), who.reason, who.detail.data());
+        ctx.user_data = 0;
+        return engine::admission::accept;
+    }
+    ctx.user_data = static_cast<std::uint64_t>(who.sae_index) + 1;
+    KEYRAIL_LOG(debug, "node", "shard %zu: %s: SAE '%s'", ctx.shard().shard_index(), ctx.remote(),
+                who.detail.data());
+    return engine::admission::accept;
+}
+
+engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
+                                              std::span<const char> in,
+                                              engine::output& out) noexcept {
+    const http::parse_result parsed = http::parse(in, _request, _limits.http);
+    if (parsed.status == http::parse_status::need_more) {
+        if (parsed.send_continue && (ctx.user_data & continue_sent) == 0) {
+            auto n = http::write_continue(out.free_space());
+            if (!n) {
+                out.mark_overflowed();
+                return {};
+            }
+            out.commit(*n);
+            ctx.user_data |= continue_sent;
+        }
+        return {};
+    }
+    ctx.user_data &= ~continue_sent;
+    if (parsed.status == http::parse_status::error) {
+        KEYRAIL_LOG(info, "node", "shard %zu: %s: bad request (%d %.*s), closing",
+                    ctx.shard().shard_index(), ctx.remote(), parsed.http_status,
+                    static_cast<int>(parsed.reason.size()), parsed.reason.data());
+        auto n = http::write_parse_error(out.free_space(), parsed);
+        if (!n) {
+            out.mark_overflowed();
+        } else {
+            out.commit(*n);
+        }
+        return {in.size(), engine::after_flush::close};
+    }
+
+    const engine::after_flush then = _request.conn == http::connection::close
+                                         ? engine::after_flush::close
+                                         : engine::after_flush::keep_open;
+    const std::uint64_t sae = ctx.user_data & sae_mask;
+    if (sae == 0) {
+        const http::response_head head{401, {}, 0, _request.conn, {}};
+        auto n = http::write_response(out.free_space(), head, {});
+        if (!n) {
+            out.mark_overflowed();
+        } else {
+            out.commit(*n);
+        }
+        return {parsed.consumed_bytes, then};
+    }
+    const std::string_view caller = _cfg.saes[static_cast<std::size_t>(sae - 1)].id;
+    const std::span<char> scratch(_scratch.get(), _scratch_bytes);
+    const etsi014::handle_result r = etsi014::handle(_request, caller, *_service, _workspace, scratch);
+    const bool copied = out.append(scratch.first(r.response_bytes));
+    secure_wipe(scratch.data(), r.response_bytes);
+    if (!copied) {
+        return {parsed.consumed_bytes, engine::after_flush::close};
+    }
+    if (r.http_status >= 500) {
+        KEYRAIL_LOG(info, "node", "shard %zu: %s: SAE '%.*s' answered %d",
+                    ctx.shard().shard_index(), ctx.remote(), static_cast<int>(caller.size()),
+                    caller.data(), r.http_status);
+    }
+    return {parsed.consumed_bytes, then};
+}
+
+} // namespace keyrail::dataplane::node

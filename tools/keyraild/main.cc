@@ -1,0 +1,300 @@
+// keyraild: the keyrail node. Loads the node configuration, opens the key store, starts the
+// sharded ETSI 014 server over mutual TLS and runs until SIGTERM or SIGINT, then drains:
+// stop accepting, finish in-flight requests, make the store durable, exit 0.
+// Runs on the starting thread; exceptions (configuration, start-up) end in main with a
+// message and exit 1. Nothing here logs key bytes.
+#include <signal.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/config.h"
+#include "dataplane/errc.h"
+#include "dataplane/node/etsi_protocol.h"
+#include "dataplane/node/local_key_service.h"
+#include "dataplane/node/local_source.h"
+#include "dataplane/node/node_hooks.h"
+#include "dataplane/node/settings.h"
+#include "dataplane/store/key_store.h"
+#include "drivers/sim/sim_link.h"
+#include "engine/log.h"
+#include "engine/server.h"
+
+namespace {
+
+namespace control = keyrail::control;
+namespace dp = keyrail::dataplane;
+namespace node = keyrail::dataplane::node;
+namespace engine = keyrail::engine;
+
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+
+constexpr std::string_view usage_text = R"(keyraild: the keyrail node (ETSI GS QKD 014 over mutual TLS)
+
+Usage:
+  keyraild --config FILE
+      Runs the node FILE describes (schema: control/README.md). SIGTERM or SIGINT drains it:
+      no new connections, in-flight requests finish, the store is made durable, exit 0.
+  keyraild --help
+
+Environment: KEYRAIL_LOG=debug|info|warn|error (default info); the store's master key
+variable when the configuration names one (store.master_key_env).
+Exit status: 0 after a clean drain, 1 on a configuration, store or start-up problem, 2 on a
+usage error.
+)";
+
+// Stream ids of local sources sit above any id a link's shared stream will use, so the
+// two-node wave can number link streams from 1 without meeting these.
+constexpr std::uint32_t local_stream_base = 0x4000'0000u;
+
+// Start-up failure with a message for the operator; exit 1.
+class startup_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// The sim driver behind the node's block_source interface (dataplane does not link drivers).
+class sim_source final : public node::block_source {
+public:
+    explicit sim_source(keyrail::drivers::sim::sim_link link) noexcept : _link(std::move(link)) {}
+    std::size_t produce(std::uint64_t now_ns, std::span<std::uint8_t> out,
+                        std::size_t max_blocks) noexcept override {
+        return _link.produce(now_ns, out, max_blocks);
+    }
+    std::uint64_t next_sequence() const noexcept override { return _link.next_sequence(); }
+
+private:
+    keyrail::drivers::sim::sim_link _link;
+};
+
+std::uint64_t monotonic_now_ns() {
+    return node::monotonic_clock{}.now_ns();
+}
+
+node::settings make_settings(const control::config& cfg) {
+    node::settings s;
+    s.kme_id = cfg.node.id;
+    s.identity = cfg.sae_identity.mode == control::sae_identity_mode::cn
+                     ? node::identity_mode::cn
+                     : node::identity_mode::san_uri;
+    s.san_uri_prefix = cfg.sae_identity.san_uri_prefix;
+    for (const control::sae_config& sae : cfg.saes) {
+        s.saes.push_back({sae.id, sae.home_node == cfg.node.id ? node::sae_home::local
+                                                               : node::sae_home::remote});
+    }
+    s.key_size_bits = cfg.limits.key_size;
+    s.min_key_size_bits = cfg.limits.min_key_size;
+    s.max_key_size_bits = cfg.limits.max_key_size;
+    s.max_key_per_request = cfg.limits.max_key_per_request;
+    s.max_key_count = cfg.limits.max_key_count;
+    s.max_sae_id_count = cfg.limits.max_SAE_ID_count;
+    s.key_rate_bits_per_s = cfg.links.empty() ? 0 : cfg.links.front().sim.rate_bps;
+    return s;
+}
+
+dp::store_config make_store_config(const control::config& cfg) {
+    dp::store_config s;
+    s.dir = cfg.store.dir.string();
+    if (!cfg.store.master_key_file.empty()) {
+        s.master_key = {dp::master_key_source::kind::file, cfg.store.master_key_file.string()};
+    } else {
+        s.master_key = {dp::master_key_source::kind::env, cfg.store.master_key_env};
+    }
+    s.mode = cfg.store.durability_mode == control::durability::power ? dp::durability::power
+                                                                     : dp::durability::process;
+    s.create = dp::open_mode::create_if_missing;
+    s.block_bytes = cfg.store.block_bits / 8;
+    s.capacity_blocks = cfg.store.capacity_blocks;
+    return s;
+}
+
+std::string master_key_name(const control::config& cfg) {
+    if (!cfg.store.master_key_file.empty()) {
+        return "store.master_key_file '" + cfg.store.master_key_file.string() + "'";
+    }
+    return "store.master_key_env '" + cfg.store.master_key_env + "'";
+}
+
+// The key stream and its source for SAE pairs homed here: the first link's sim driver, used
+// locally until the peer protocol lands. nullptr when the node has no link.
+std::unique_ptr<node::local_source> make_local_source(const control::config& cfg,
+                                                      dp::key_store& store) {
+    if (cfg.links.empty()) {
+        KEYRAIL_LOG(warn, "keyraild", "no link configured: key requests will get 503");
+        return nullptr;
+    }
+    const control::link_config& link = cfg.links.front();
+    const dp::stream_id id{local_stream_base};
+    auto found = store.find(id);
+    if (!found && found.error() == dp::errc::unknown_stream) {
+        found = store.create_stream(id, dp::ownership{1, 0});
+    }
+    if (!found) {
+        throw startup_error("store '" + cfg.store.dir.string() + "': local stream: " +
+                            found.error().message());
+    }
+    dp::stream& stream = **found;
+    auto secret = control::read_link_secret(link.sim);
+    if (!secret) {
+        throw startup_error("links[0] '" + link.id + "': link secret: " +
+                            secret.error().message());
+    }
+    const dp::stream_status st = stream.status();
+    keyrail::drivers::sim::sim_link_config sc;
+    sc.link_id = link.id;
+    sc.secret = secret->bytes();
+    sc.block_bytes = stream.block_bytes();
+    sc.rate_bps = link.sim.rate_bps;
+    sc.burst_blocks = link.sim.burst_blocks;
+    sc.jitter_percent = link.sim.jitter_percent;
+    sc.seed = link.sim.seed;
+    sc.start_ns = monotonic_now_ns();
+    sc.first_sequence = st.ingested;
+    auto sim = keyrail::drivers::sim::sim_link::create(sc);
+    if (!sim) {
+        throw startup_error("links[0] '" + link.id + "': sim driver: " + sim.error().message());
+    }
+    // Blocks held at most: max_key_count keys of the default size, and half the stream's
+    // window so reserved keys always have room.
+    const std::uint64_t per_key = (cfg.limits.key_size + cfg.store.block_bits - 1) /
+                                  cfg.store.block_bits;
+    const std::uint64_t cap = std::min<std::uint64_t>(cfg.limits.max_key_count * per_key,
+                                                      std::max<std::uint64_t>(1, st.capacity_blocks / 2));
+    KEYRAIL_LOG(info, "keyraild",
+                "local key source: link '%s' (sim, %llu bit/s), stream %u resumes at seq %llu, "
+                "%llu blocks available, holding at most %llu",
+                link.id.c_str(), static_cast<unsigned long long>(link.sim.rate_bps), id.value,
+                static_cast<unsigned long long>(st.ingested),
+                static_cast<unsigned long long>(st.owned_available_blocks),
+                static_cast<unsigned long long>(cap));
+    return std::make_unique<node::local_source>(
+        stream, std::make_unique<sim_source>(std::move(*sim)), cap);
+}
+
+node::protocol_limits make_protocol_limits(const control::config& cfg) {
+    node::protocol_limits lim;
+    lim.http.body_bytes_max = 32 * 1024;
+    lim.workspace.keys_max = std::max<std::size_t>(cfg.limits.max_key_per_request, 1);
+    // Key bytes in one response: what max_key_per_request keys of max_key_size need, at most
+    // 64 KiB per shard; a larger request gets 400 before anything is reserved.
+    const std::uint64_t wanted = std::uint64_t{cfg.limits.max_key_per_request} *
+                                 (cfg.limits.max_key_size / 8);
+    lim.workspace.key_bytes_max =
+        static_cast<std::size_t>(std::clamp<std::uint64_t>(wanted, 1024, 64 * 1024));
+    lim.workspace.json_tokens_max = 4 * lim.workspace.keys_max + 64;
+    lim.workspace.body_bytes_max = lim.http.body_bytes_max;
+    return lim;
+}
+
+int run_node(const std::string& config_path) {
+    const control::config cfg = control::load_config(config_path);
+    const node::settings settings = make_settings(cfg);
+
+    auto store = dp::key_store::open(make_store_config(cfg));
+    if (!store) {
+        std::string hint;
+        if (store.error() == dp::errc::master_key_missing ||
+            store.error() == dp::errc::master_key_invalid ||
+            store.error() == dp::errc::wrong_master_key) {
+            hint = " (" + master_key_name(cfg) + ")";
+        }
+        throw startup_error("store '" + cfg.store.dir.string() + "': " + store.error().message() +
+                            hint);
+    }
+    std::unique_ptr<node::local_source> source = make_local_source(cfg, **store);
+    node::local_source* const source_ptr = source.get();
+
+    const node::protocol_limits limits = make_protocol_limits(cfg);
+    const std::size_t response_bytes_max =
+        keyrail::dataplane::etsi014::workspace(limits.workspace).response_bytes_max();
+    static const node::monotonic_clock clock;
+
+    engine::server_config sc;
+    sc.shard_count = cfg.shards;
+    sc.signals = engine::stop_signals::handle;
+    sc.connections_per_shard_max = 128;
+    sc.input_buffer_bytes = 64 * 1024;
+    sc.output_buffer_bytes = response_bytes_max;
+    engine::listener_config l;
+    l.address = cfg.node.sae_api.address;
+    l.port = cfg.node.sae_api.port;
+    l.tls.cert_file = cfg.tls.cert;
+    l.tls.key_file = cfg.tls.key;
+    l.tls.ca_file = cfg.tls.sae_ca;
+    l.tls.verify_depth = cfg.tls.verify_depth;
+    l.make_protocol = [&settings, source_ptr, limits](std::size_t) {
+        return std::make_unique<node::etsi_protocol>(
+            settings, std::make_unique<node::local_key_service>(settings, source_ptr, clock),
+            limits);
+    };
+    sc.listeners.push_back(std::move(l));
+    sc.make_shard_hooks = [source_ptr](std::size_t) {
+        return std::make_unique<node::node_hooks>(source_ptr);
+    };
+    sc.drain_hook = [source_ptr] {
+        if (source_ptr != nullptr) {
+            if (auto done = source_ptr->commit(); !done) {
+                KEYRAIL_LOG(error, "keyraild", "final store commit failed: %s",
+                            done.error().message().c_str());
+            }
+        }
+    };
+
+    auto server = engine::server::create(std::move(sc));
+    if (!server) {
+        throw startup_error("SAE API on " + cfg.node.sae_api.address + ":" +
+                            std::to_string(cfg.node.sae_api.port) + ": " +
+                            server.error().message());
+    }
+    KEYRAIL_LOG(info, "keyraild", "ready: node %s, SAE API on %s port %u, %zu shards, %zu SAEs",
+                cfg.node.id.c_str(), cfg.node.sae_api.address.c_str(), (*server)->port(0),
+                (*server)->shard_count(), cfg.saes.size());
+    auto ran = (*server)->run();
+    if (!ran) {
+        throw startup_error("server: " + ran.error().message());
+    }
+    server->reset();
+    KEYRAIL_LOG(info, "keyraild", "drained: store durable, exiting");
+    return exit_ok;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
+        std::fputs(usage_text.data(), stdout);
+        return exit_ok;
+    }
+    if (args.size() != 2 || args[0] != "--config") {
+        std::fprintf(stderr, "keyraild: usage: keyraild --config FILE (see keyraild --help)\n");
+        return exit_usage;
+    }
+    // Keep SIGTERM and SIGINT blocked for the whole life of the process (before any thread
+    // starts, so every thread inherits it): the server drains on them through a signalfd, and a
+    // second signal during the final commit must not kill the process before it exits 0.
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
+    try {
+        return run_node(args[1]);
+    } catch (const control::config_error& e) {
+        std::fprintf(stderr, "keyraild: %s\n", e.what());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "keyraild: %s\n", e.what());
+    }
+    return exit_failure;
+}
