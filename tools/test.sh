@@ -10,17 +10,20 @@ jobs=$(nproc)
 
 KEYRAIL_SETUP_NO_BUILD=1 tools/setup.sh
 
+# run_preset PRESET LABELS TARGET [ctest args]: build TARGET ('all' or a tier_<label> target)
+# of the preset, then run the tests whose label matches LABELS.
 run_preset() {
-    local preset=$1 labels=$2
-    shift 2
+    local preset=$1 labels=$2 target=$3
+    shift 3
     echo "== test.sh: preset ${preset}, labels ${labels}"
     cmake --preset "${preset}" >/dev/null
-    cmake --build --preset "${preset}" -j "${jobs}"
+    cmake --build --preset "${preset}" -j "${jobs}" --target "${target}"
     ctest --preset "${preset}" -L "${labels}" -j "${jobs}" --no-tests=error "$@"
 }
 
 start=$(date +%s)
-run_preset debug '^(unit|integration|fuzz|sim)$' "$@"
-run_preset tsan '^stress$' "$@"
-run_preset release '^bench_smoke$' "$@"
+# debug builds everything, so every target compiles under ASan + UBSan.
+run_preset debug '^(unit|integration|fuzz|sim)$' all "$@"
+run_preset tsan '^stress$' tier_stress "$@"
+run_preset release '^bench_smoke$' all "$@"
 echo "== test.sh: all tiers passed in $(( $(date +%s) - start ))s"
