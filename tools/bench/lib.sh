@@ -99,6 +99,67 @@ http {
     }
 }
 CONF
-    nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' 2>>"$dir/logs/stderr.log" &
+    # stdout goes to a file: the caller reads our stdout through $(...), which would otherwise
+    # wait for nginx to exit.
+    nginx -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' >"$dir/logs/stdout.log" 2>&1 &
     echo $!
+}
+
+# bench_start_node BIN DIR: certificates (one CA for the node, nginx and the SAEs
+# bench-master and bench-slave, both homed on the node), a master key, a link secret, a
+# one-shard node config and a running keyraild in DIR, its store filled for 2 s.
+# Sets bench_node_port and bench_node_pid.
+bench_start_node() {
+    local bin=$1 w=$2 node_port node_pid
+    "$bin/keyrail" cert ca --out "$w/pki/ca" >/dev/null
+    "$bin/keyrail" cert node --ca "$w/pki/ca" --id bench-kme --out "$w/pki/nodes" >/dev/null
+    for sae in bench-master bench-slave; do
+        "$bin/keyrail" cert sae --ca "$w/pki/ca" --id "$sae" --out "$w/pki/saes" >/dev/null
+    done
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$w/master.key"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$w/link.hex"
+    chmod 600 "$w/master.key" "$w/link.hex"
+
+    node_port=$(bench_free_port)
+    cat > "$w/node.yaml" <<YAML
+node:
+  id: bench-kme
+  sae_api: {address: 127.0.0.1, port: $node_port}
+  peer_api: {address: 127.0.0.1, port: $(bench_free_port)}
+  admin_api: {address: 127.0.0.1, port: $(bench_free_port)}
+tls:
+  cert: pki/nodes/bench-kme.crt
+  key: pki/nodes/bench-kme.key
+  sae_ca: pki/ca/ca.crt
+  peer_ca: pki/ca/ca.crt
+saes:
+  - {id: bench-master, home_node: bench-kme}
+  - {id: bench-slave, home_node: bench-kme}
+remote_nodes: [bench-peer]
+store:
+  dir: store
+  master_key_file: master.key
+  durability: process
+  capacity_blocks: 8388608
+links:
+  - id: bench-link
+    peer: bench-peer
+    peer_address: {address: 127.0.0.1, port: $(bench_free_port)}
+    kind: qkd
+    driver:
+      sim: {secret_file: link.hex, rate_bps: 4000000000, burst: {blocks: 4096}}
+limits:
+  max_key_per_request: 128
+  max_key_count: 4000000
+shards: 1
+YAML
+
+    "$bin/keyraild" --config "$w/node.yaml" 2>"$w/keyraild.log" &
+    node_pid=$!
+    bench_pids+=("$node_pid")
+    bench_wait_port "$node_port" || { cat "$w/keyraild.log" >&2; exit 1; }
+    # Let the simulated link fill the store before measuring.
+    sleep 2
+    bench_node_port=$node_port
+    bench_node_pid=$node_pid
 }

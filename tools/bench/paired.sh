@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Suite paired: the master SAE's enc_keys followed by the slave SAE's dec_keys for the same
+# key IDs, over keep-alive mTLS, checking the bytes match; pairs/s and end-to-end latency
+# p50/p99/p999, with the enc_keys rate of the same node in the same run as reference.
+# Until the peer protocol lands both SAEs are homed on one node (the slave URL is the
+# master's); the suite then points the slave at a second node without changing its output.
+# Usage: tools/bench/paired.sh --bin DIR --out FILE [--smoke] [--duration S]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tools/bench/lib.sh
+
+bin=build/bench/tools
+out=bench/results/paired.json
+duration=5
+requests=0
+connections=8
+pipeline=4
+while (($#)); do
+    case $1 in
+    --bin) bin=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --smoke) duration=1; requests=50; connections=2; pipeline=2; shift ;;
+    *) echo "paired.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+for tool in keyraild keyrail keyrail-bench; do
+    [[ -x "$bin/$tool" ]] || { echo "paired.sh: $bin/$tool not built" >&2; exit 2; }
+done
+
+client_cpu=$(( $(nproc) > 1 ? 1 : 0 ))
+bench_work=$(mktemp -d /tmp/keyrail-bench-paired.XXXXXX)
+trap bench_cleanup EXIT
+w=$bench_work
+bench_start_node "$bin" "$w"
+url="https://127.0.0.1:$bench_node_port"
+
+# run NAME REQUEST [extra args]: one keyrail-bench run into $w/NAME.json
+run() {
+    local name=$1 request=$2
+    shift 2
+    "$bin/keyrail-bench" --url "$url" --ca "$w/pki/ca/ca.crt" \
+        --cert "$w/pki/saes/bench-master.crt" --key "$w/pki/saes/bench-master.key" \
+        --slave-sae bench-slave --request "$request" --number 1 --size 256 \
+        --connections "$connections" --pipeline "$pipeline" --threads 1 --cpus "$client_cpu" \
+        --duration "$duration" $( ((requests > 0)) && echo --requests "$requests") \
+        --no-progress --json "$w/$name.json" "$@" > "$w/$name.txt" || {
+        echo "paired: keyrail-bench run $name failed:" >&2
+        cat "$w/$name.txt" >&2
+        return 1
+    }
+    echo "paired: $name: $(grep -m1 'requests' "$w/$name.txt" || true)"
+}
+
+run enc_keys enc_keys
+run paired paired --master-sae bench-master --slave-url "$url" \
+    --slave-cert "$w/pki/saes/bench-slave.crt" --slave-key "$w/pki/saes/bench-slave.key"
+
+python3 - "$w" "$out" <<'PY'
+import json, os, sys
+work, out = sys.argv[1], sys.argv[2]
+def load(name):
+    doc = json.load(open(f"{work}/{name}.json"))
+    if doc["errors"]:
+        sys.exit(f"paired: run {name} had {doc['errors']} errors: {doc['errors_by_kind']}")
+    return doc
+enc, pair = load("enc_keys"), load("paired")
+rows = []
+def row(name, value, unit, ref_name, ref_value, ref_unit=None):
+    rows.append({"name": name, "value": value, "unit": unit,
+                 "reference": {"name": ref_name, "value": ref_value, "unit": ref_unit or unit},
+                 "ratio": value / ref_value if ref_value else 0.0})
+row("paired_pairs_per_s", pair["requests_per_s"], "pairs/s",
+    "single_node_enc_keys_req_per_s", enc["requests_per_s"], "req/s")
+for p in ("p50", "p99", "p999"):
+    row(f"paired_latency_{p}", pair["latency_ms"][p] * 1000.0, "us",
+        f"enc_keys_latency_{p}", enc["latency_ms"][p] * 1000.0)
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+            if l.startswith("model name")), "unknown cpu")
+doc = {"suite": "paired", "commit": os.environ.get("KEYRAIL_COMMIT", "unknown"),
+       "machine": f"{cpu}, {os.cpu_count()} cpus", "results": rows}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+for r in rows:
+    print(f'{r["name"]:28s} {r["value"]:12.1f} {r["unit"]:8s} ref {r["reference"]["value"]:12.1f}'
+          f' {r["reference"]["unit"]:6s} ratio {r["ratio"]:.3f}')
+PY
