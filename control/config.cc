@@ -30,6 +30,8 @@ constexpr std::uint64_t max_key_per_request_max = 10'000;
 constexpr std::uint64_t max_SAE_ID_count_max = 64;
 constexpr std::uint64_t dec_keys_wait_ms_max = 10'000;
 constexpr std::uint64_t key_expiry_s_max = 30ull * 24 * 3600;
+// 2^24 reservation slots hold about 3 GiB in memory: beyond that, fetch keys or expire sooner.
+constexpr std::uint64_t reservations_max_max = std::uint64_t{1} << 24;
 constexpr std::uint64_t verify_depth_max = 10;
 constexpr std::uint64_t rate_bps_max = 100'000'000'000ull; // 100 Gbit/s: beyond any device
 constexpr std::uint64_t burst_blocks_max = 65536;
@@ -392,6 +394,10 @@ void parse_store(const parse_context &ctx, const YAML::Node &node, config &cfg) 
     if (const YAML::Node v = m.get("capacity_blocks"); v.IsDefined()) {
         cfg.store.capacity_blocks =
             as_uint_in(ctx, v, m.child("capacity_blocks"), 1, std::uint64_t{1} << 40);
+    }
+    if (const YAML::Node v = m.get("reservations_max"); v.IsDefined()) {
+        cfg.store.reservations_max = static_cast<std::uint32_t>(
+            as_uint_in(ctx, v, m.child("reservations_max"), 1, reservations_max_max));
     }
     m.finish();
 }

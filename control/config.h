@@ -68,6 +68,10 @@ struct store_config {
     std::uint32_t block_bits = 256; // the fixed size of one key block
     durability durability_mode = durability::power;
     std::uint64_t capacity_blocks = 1u << 20; // per stream
+    // Keys reserved by enc_keys and not yet fetched, per stream (about 200 bytes each in
+    // memory). When full, enc_keys answers 503 until keys are fetched or expire
+    // (limits.key_expiry_s).
+    std::uint32_t reservations_max = 1u << 14;
 };
 
 enum class link_kind { qkd }; // pqc and hybrid come later

@@ -28,12 +28,25 @@ public:
             return "too many additional slave SAE IDs";
         case errc::buffer_too_small:
             return "response does not fit the output buffer";
+        case errc::reservations_full:
+            return "reservation table full";
         }
         return "unknown etsi014 error";
     }
 };
 
+// Written before the shards start, read-only afterwards (see errc.h).
+reservation_limits configured_reservation_limits{};
+
 } // namespace
+
+void set_reservation_limits(const reservation_limits& limits) noexcept {
+    configured_reservation_limits = limits;
+}
+
+reservation_limits current_reservation_limits() noexcept {
+    return configured_reservation_limits;
+}
 
 const std::error_category& etsi014_category() noexcept {
     static const category instance;

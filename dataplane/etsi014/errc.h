@@ -1,6 +1,7 @@
 #pragma once
 // Errors of the ETSI 014 shim and of the key_service it calls. Each maps to one HTTP answer
 // (see handler.cc: to_http).
+#include <cstdint>
 #include <system_error>
 
 namespace keyrail::dataplane::etsi014 {
@@ -15,9 +16,22 @@ enum class errc : int {
     number_unsupported, // 400: more keys than the service allows per request
     too_many_slaves,    // 400: more additional_slave_SAE_IDs than max_SAE_ID_count
     buffer_too_small,   // the response does not fit the output buffer (a sizing bug)
+    reservations_full,  // 503: every reservation slot holds a key no slave fetched yet
 };
 
 [[nodiscard]] const std::error_category& etsi014_category() noexcept;
+
+// What the 503 for errc::reservations_full quotes: how many keys a stream can hold reserved
+// and after how long an unfetched one expires. 0 means unknown (the message then omits it).
+struct reservation_limits {
+    std::uint64_t reservations_max = 0;
+    std::uint64_t key_expiry_s = 0;
+};
+
+// The message hook: keyraild sets the limits once at start-up, before any shard thread
+// starts (thread creation orders the write before every read); the handler only reads them.
+void set_reservation_limits(const reservation_limits& limits) noexcept;
+[[nodiscard]] reservation_limits current_reservation_limits() noexcept;
 
 [[nodiscard]] inline std::error_code make_error_code(errc e) noexcept {
     return {static_cast<int>(e), etsi014_category()};

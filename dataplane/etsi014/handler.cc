@@ -707,10 +707,29 @@ private:
             return error(400, "requested keys exceed one response: ask for fewer keys");
         case errc::exhausted:
             return error(503, "insufficient key material");
+        case errc::reservations_full:
+            return reservations_full();
         case errc::unavailable:
             break;
         }
         return error(503, msg_server);
+    }
+
+    // 503 that says why: keys were reserved and never fetched, and when they free up.
+    handle_result reservations_full() noexcept {
+        const reservation_limits lim = current_reservation_limits();
+        char msg[192];
+        if (lim.reservations_max != 0 && lim.key_expiry_s != 0) {
+            std::snprintf(msg, sizeof msg,
+                          "reservation table full: %llu keys reserved and not yet fetched; "
+                          "they expire after %llu s",
+                          static_cast<unsigned long long>(lim.reservations_max),
+                          static_cast<unsigned long long>(lim.key_expiry_s));
+        } else {
+            std::snprintf(msg, sizeof msg,
+                          "reservation table full: too many keys reserved and not yet fetched");
+        }
+        return error(503, msg);
     }
 
     // 503 that says how much there is and how fast it comes back, so clients back off well.

@@ -87,9 +87,21 @@ engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
         return {parsed.consumed_bytes, engine::after_flush::close};
     }
     if (r.http_status >= 500) {
-        KEYRAIL_LOG(info, "node", "shard %zu: %s: SAE '%.*s' answered %d",
-                    ctx.shard().shard_index(), ctx.remote(), static_cast<int>(caller.size()),
-                    caller.data(), r.http_status);
+        // Under overload every request may get a 5xx: one line per second per shard, with the
+        // count of the others, instead of a line (and a write to stderr) per request.
+        const std::uint64_t now_ns = ctx.shard().now_ns();
+        if (now_ns >= _server_error_log_ns) {
+            KEYRAIL_LOG(info, "node",
+                        "shard %zu: %s: SAE '%.*s' answered %d (%llu more 5xx answers not "
+                        "logged in the last second)",
+                        ctx.shard().shard_index(), ctx.remote(), static_cast<int>(caller.size()),
+                        caller.data(), r.http_status,
+                        static_cast<unsigned long long>(_server_errors_unlogged));
+            _server_errors_unlogged = 0;
+            _server_error_log_ns = now_ns + server_error_log_interval_ns;
+        } else {
+            ++_server_errors_unlogged;
+        }
     }
     return {parsed.consumed_bytes, then};
 }

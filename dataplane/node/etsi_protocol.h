@@ -5,6 +5,7 @@
 // engine's output and wipes the scratch (it held base64 key material).
 // Lives on: its shard; every member is that shard's.
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "dataplane/etsi014/handler.h"
@@ -46,6 +47,10 @@ private:
     std::size_t _scratch_bytes = 0;
     std::unique_ptr<char[]> _scratch;
     engine::http::request _request; // views into the engine's input buffer, one call at a time
+    // Rate limit of the 5xx log line: the next time one may be logged, and how many were not.
+    static constexpr std::uint64_t server_error_log_interval_ns = 1'000'000'000;
+    std::uint64_t _server_error_log_ns = 0;
+    std::uint64_t _server_errors_unlogged = 0;
 };
 
 } // namespace keyrail::dataplane::node

@@ -1,5 +1,6 @@
 #include "dataplane/node/local_source.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/errc.h"
@@ -39,6 +40,8 @@ namespace {
             return etsi014::errc::unauthorized;
         case dataplane::errc::too_many_slaves:
             return etsi014::errc::too_many_slaves;
+        case dataplane::errc::reservations_full:
+            return etsi014::errc::reservations_full;
         default:
             break;
         }
@@ -49,30 +52,33 @@ namespace {
 } // namespace
 
 local_source::local_source(stream& s, std::unique_ptr<block_source> source,
-                           std::uint64_t ingest_cap_blocks) noexcept
-    : _stream(s), _source(std::move(source)), _ingest_cap_blocks(ingest_cap_blocks),
-      _batch(pump_batch_blocks * s.block_bytes()) {
+                           const local_source_options& options) noexcept
+    : _stream(s), _source(std::move(source)), _options(options),
+      _batch(pump_batch_blocks * s.block_bytes()), _expiry(options.reservations_max) {
     KEYRAIL_ASSERT(_source != nullptr, "local_source without a block source");
+    KEYRAIL_ASSERT(options.reservations_max > 0, "reservations_max 0");
+    KEYRAIL_ASSERT(options.key_expiry_ns > 0, "key_expiry_ns 0");
 }
 
 local_source::~local_source() {
     secure_wipe(_batch.data(), _batch.size());
 }
 
-void local_source::pump_locked(std::uint64_t now_ns) noexcept {
+bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noexcept {
     const std::size_t block_bytes = _stream.block_bytes();
-    for (;;) {
+    std::size_t appended_blocks = 0;
+    while (appended_blocks < blocks_max) {
         const stream_status st = _stream.status();
-        if (st.available_blocks >= _ingest_cap_blocks) {
-            return; // the device holds the rest until keys are consumed
+        if (st.available_blocks >= _options.ingest_cap_blocks) {
+            return false; // the device holds the rest until keys are consumed
         }
-        const std::uint64_t room = _ingest_cap_blocks - st.available_blocks;
-        const std::size_t want =
-            room < pump_batch_blocks ? static_cast<std::size_t>(room) : pump_batch_blocks;
+        std::uint64_t want = _options.ingest_cap_blocks - st.available_blocks;
+        want = std::min<std::uint64_t>(want, pump_batch_blocks);
+        want = std::min<std::uint64_t>(want, blocks_max - appended_blocks);
         const std::uint64_t first = _source->next_sequence();
-        const std::size_t got = _source->produce(now_ns, _batch, want);
+        const std::size_t got = _source->produce(now_ns, _batch, static_cast<std::size_t>(want));
         if (got == 0) {
-            return;
+            return false;
         }
         const std::size_t bytes = got * block_bytes;
         auto appended = _stream.append(
@@ -85,7 +91,7 @@ void local_source::pump_locked(std::uint64_t now_ns) noexcept {
                             appended.error().message().c_str());
                 _full_logged = true;
             }
-            return;
+            return false;
         }
         if (*appended != first) {
             // Only this node reads a local stream, so a gap costs nothing but is worth a line.
@@ -93,10 +99,12 @@ void local_source::pump_locked(std::uint64_t now_ns) noexcept {
                         static_cast<unsigned long long>(first),
                         static_cast<unsigned long long>(*appended));
         }
+        appended_blocks += got;
         if (got < want) {
-            return;
+            return false;
         }
     }
+    return true;
 }
 
 result<void> local_source::commit_locked() noexcept {
@@ -113,7 +121,8 @@ result<void> local_source::commit_locked() noexcept {
 
 source_counts local_source::counts(std::uint64_t now_ns) noexcept {
     const std::lock_guard guard(_lock);
-    pump_locked(now_ns);
+    // Status is rare and its counts must be exact: take what the device has now.
+    (void)pump_locked(now_ns, pump_request_blocks_max);
     return {_stream.status().owned_available_blocks, _stream.block_bytes()};
 }
 
@@ -121,7 +130,6 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
                                    std::span<etsi014::key_id> ids_out,
                                    std::span<std::byte> bytes_out) noexcept {
     const std::lock_guard guard(_lock);
-    pump_locked(now_ns);
     auto per_key = blocks_for_key(args.key_bits, _stream.block_bytes());
     if (!per_key) {
         return fail(etsi014::errc::size_unsupported);
@@ -133,7 +141,17 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
                    bytes_out.size(), args.number, each_bytes);
     const std::uint64_t needed = std::uint64_t{args.number} * *per_key;
     if (needed > _stream.status().owned_available_blocks) {
-        return fail(etsi014::errc::exhausted);
+        // The pump timer fell behind (or the device is slow): take what has arrived by now.
+        (void)pump_locked(now_ns, pump_request_blocks_max);
+        if (needed > _stream.status().owned_available_blocks) {
+            return fail(etsi014::errc::exhausted);
+        }
+    }
+    // Refuse before touching the store: a partial reservation would cost journal records to
+    // undo, which is what a node under a flood of unfetched keys can least afford.
+    if (std::uint64_t{_stream.status().reservations} + args.number >
+        _options.reservations_max) {
+        return fail(etsi014::errc::reservations_full);
     }
     const reserve_request req{args.key_bits, args.master, args.slaves};
     std::error_code failure;
@@ -150,6 +168,10 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
         if (auto c = commit_locked(); !c) {
             failure = c.error();
         } else {
+            const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
+            for (std::uint32_t i = 0; i < args.number; ++i) {
+                expiry_push_locked(deadline_ns, to_store(ids_out[i]));
+            }
             return {};
         }
     }
@@ -168,8 +190,8 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
                                    std::span<const etsi014::key_id> ids,
                                    std::span<std::byte> bytes_out,
                                    std::span<std::uint32_t> sizes_out) noexcept {
+    (void)now_ns; // delivery needs no new blocks; expiry runs on its timer
     const std::lock_guard guard(_lock);
-    pump_locked(now_ns);
     KEYRAIL_ASSERT(sizes_out.size() >= ids.size(), "%zu sizes for %zu ids", sizes_out.size(),
                    ids.size());
     // Check every key before delivering any, so a request either gets all its keys or
@@ -214,6 +236,77 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
 result<void> local_source::commit() noexcept {
     const std::lock_guard guard(_lock);
     return commit_locked();
+}
+
+bool local_source::pump(std::uint64_t now_ns, std::size_t blocks_max) noexcept {
+    const std::lock_guard guard(_lock);
+    return pump_locked(now_ns, blocks_max);
+}
+
+void local_source::expiry_push_locked(std::uint64_t deadline_ns,
+                                      const dataplane::key_id& id) noexcept {
+    if (_expiry_count == _expiry.size()) {
+        expiry_compact_locked();
+    }
+    // Every live entry names a reservation of the store, which holds at most
+    // reservations_max of them including this new one: compaction always leaves room.
+    KEYRAIL_ASSERT(_expiry_count < _expiry.size(), "expiry queue full: %zu live of %zu",
+                   _expiry_count, _expiry.size());
+    _expiry[(_expiry_head + _expiry_count) % _expiry.size()] = {deadline_ns, id};
+    ++_expiry_count;
+}
+
+void local_source::expiry_compact_locked() noexcept {
+    // Drops the entries of keys already delivered, keeping the order (and so the deadlines
+    // sorted). Runs when the queue is full: at most once per reservations_max reservations.
+    const std::size_t size = _expiry.size();
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < _expiry_count; ++i) {
+        const expiry_entry& e = _expiry[(_expiry_head + i) % size];
+        if (_stream.find_key(e.id)) {
+            _expiry[(_expiry_head + kept) % size] = e;
+            ++kept;
+        }
+    }
+    _expiry_count = kept;
+}
+
+bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexcept {
+    const std::lock_guard guard(_lock);
+    std::size_t expired = 0;
+    std::size_t looked = 0;
+    while (_expiry_count > 0 && looked < keys_max) {
+        const expiry_entry& e = _expiry[_expiry_head];
+        if (e.deadline_ns > now_ns) {
+            break;
+        }
+        // unknown_key: delivered in time (or voided otherwise); nothing to do.
+        if (_stream.expire_key(e.id)) {
+            ++expired;
+        }
+        _expiry_head = (_expiry_head + 1) % _expiry.size();
+        --_expiry_count;
+        ++looked;
+    }
+    if (expired > 0) {
+        if (auto c = commit_locked(); c) {
+            _expired_total += expired;
+            KEYRAIL_LOG(debug, "node", "local source: %zu reserved keys expired unfetched",
+                        expired);
+        }
+    }
+    return _expiry_count > 0 && looked == keys_max &&
+           _expiry[_expiry_head].deadline_ns <= now_ns;
+}
+
+std::size_t local_source::expiry_queued() noexcept {
+    const std::lock_guard guard(_lock);
+    return _expiry_count;
+}
+
+std::uint64_t local_source::expired_total() noexcept {
+    const std::lock_guard guard(_lock);
+    return _expired_total;
 }
 
 } // namespace keyrail::dataplane::node

@@ -9,9 +9,11 @@
 // a slave's dec_keys may land on any shard. See dataplane/node/README.md for the way out
 // (a shard-safe read path in the store, or deferred responses in the engine).
 //
-// Pumping: the engine has no timer, so blocks are pulled from the source lazily, before each
-// status, enc_keys and dec_keys: the source computes what arrived by `now` (it is
-// clock-injected), so the counts and the keys are the same as with a periodic pump.
+// Timers (dataplane/node/node_hooks.h, on shard 0): pump() appends the blocks the source
+// produced, in bounded batches every few milliseconds, so enc_keys does not pay for ingest;
+// expire_due() voids reservations no slave fetched within key_expiry, so their slots free up.
+// status still pumps first (its counts are exact), and enc_keys pumps only when the timer fell
+// behind and too few blocks are available.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -41,6 +43,17 @@ struct source_counts {
     std::uint32_t block_bytes = 0;
 };
 
+struct local_source_options {
+    // The source pauses once this many blocks are available (the device keeps them; they
+    // arrive later), so max_key_count bounds what the store holds.
+    std::uint64_t ingest_cap_blocks = 0;
+    // A reservation no slave fetched within this time is expired (its blocks wiped).
+    std::uint64_t key_expiry_ns = 300'000'000'000;
+    // The store's reservation slots per stream (store_config::reservations_max): sizes the
+    // expiry queue, and a request that would pass it is refused before touching the store.
+    std::uint32_t reservations_max = 1u << 14;
+};
+
 struct reserve_args {
     std::uint32_t key_bits = 0;
     std::uint32_t number = 0;
@@ -50,10 +63,9 @@ struct reserve_args {
 
 class local_source {
 public:
-    // ingest_cap_blocks: the source pauses once this many blocks are available (the device
-    // keeps them; they arrive later), so max_key_count bounds what the store holds.
+    // Allocates the expiry queue (reservations_max entries) and the ingest batch.
     local_source(stream& s, std::unique_ptr<block_source> source,
-                 std::uint64_t ingest_cap_blocks) noexcept;
+                 const local_source_options& options) noexcept;
     ~local_source();
     local_source(const local_source&) = delete;
     local_source& operator=(const local_source&) = delete;
@@ -61,8 +73,9 @@ public:
     [[nodiscard]] source_counts counts(std::uint64_t now_ns) noexcept;
 
     // All or nothing: number keys of key_bits, IDs into ids_out, bytes packed into bytes_out.
-    // Durable (committed) before it returns. Errors are etsi014::errc values: exhausted,
-    // size_unsupported, unavailable.
+    // Durable (committed) before it returns; each key expires key_expiry_ns after now_ns.
+    // Errors are etsi014::errc values: exhausted, reservations_full, size_unsupported,
+    // unavailable.
     [[nodiscard]] result<void> reserve(std::uint64_t now_ns, const reserve_args& args,
                                        std::span<etsi014::key_id> ids_out,
                                        std::span<std::byte> bytes_out) noexcept;
@@ -78,18 +91,45 @@ public:
     // Makes every staged change durable (drain, shutdown).
     [[nodiscard]] result<void> commit() noexcept;
 
+    // Timer work, bounded per call. pump: appends at most blocks_max blocks that arrived by
+    // now_ns. expire_due: expires at most keys_max reservations whose deadline passed, then
+    // commits. Each returns true when more work was left for a later call.
+    bool pump(std::uint64_t now_ns, std::size_t blocks_max) noexcept;
+    bool expire_due(std::uint64_t now_ns, std::size_t keys_max) noexcept;
+
+    // Tests and logs: reservations waiting in the expiry queue, keys expired so far.
+    [[nodiscard]] std::size_t expiry_queued() noexcept;
+    [[nodiscard]] std::uint64_t expired_total() noexcept;
+
 private:
-    void pump_locked(std::uint64_t now_ns) noexcept;
+    // One reserved key and when it expires. Reservations are queued in deadline order (one
+    // expiry for all, a monotonic clock), so the queue is a FIFO.
+    struct expiry_entry {
+        std::uint64_t deadline_ns = 0;
+        dataplane::key_id id{};
+    };
+
+    // Returns true when it stopped at blocks_max with blocks left to append.
+    bool pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noexcept;
     [[nodiscard]] result<void> commit_locked() noexcept;
+    void expiry_push_locked(std::uint64_t deadline_ns, const dataplane::key_id& id) noexcept;
+    void expiry_compact_locked() noexcept;
 
     static constexpr std::size_t pump_batch_blocks = 256;
+    static constexpr std::size_t pump_request_blocks_max = std::size_t{1} << 20;
 
     std::mutex _lock;
     stream& _stream;
     std::unique_ptr<block_source> _source;
-    std::uint64_t _ingest_cap_blocks;
+    local_source_options _options;
     std::vector<std::uint8_t> _batch; // pump_batch_blocks blocks, wiped after each append
     bool _full_logged = false;
+    // Ring of reservations_max entries: every reservation this process made and has not
+    // seen expire. Delivered keys stay until their deadline or a compaction drops them.
+    std::vector<expiry_entry> _expiry;
+    std::size_t _expiry_head = 0;
+    std::size_t _expiry_count = 0;
+    std::uint64_t _expired_total = 0;
 };
 
 } // namespace keyrail::dataplane::node

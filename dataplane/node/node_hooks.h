@@ -1,20 +1,77 @@
 #pragma once
-// Shard hooks of a node: on drain, shard 0 makes the local source's store durable (every
-// connection of every shard is closed by then, so nothing races the final commit).
-// Lives on: one instance per shard.
+// Shard hooks of a node. Shard 0 owns the local source's timers: a pump that appends the
+// device's blocks every pump_period (bounded batch), and an expiry sweep every expiry_period
+// (bounded count) that voids reservations no slave fetched in time. When a bounded step leaves
+// work behind, a one-shot timer continues it on the next loop turn, so the timers keep up with
+// any load while no single turn does unbounded work. On drain, shard 0 cancels them and makes
+// the store durable (every connection of every shard is closed by then, so nothing races the
+// final commit).
+// Lives on: one instance per shard; only shard 0's arms timers.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "dataplane/node/local_key_service.h"
 #include "dataplane/node/local_source.h"
 #include "engine/log.h"
 #include "engine/protocol.h"
 
 namespace keyrail::dataplane::node {
 
-class node_hooks final : public engine::shard_hooks {
+struct timer_settings {
+    std::uint64_t pump_period_ns = 2'000'000;     // 2 ms: ingest lag the status hides
+    std::size_t pump_blocks_max = 16384;          // per turn: ~0.5 ms of sealing at worst
+    std::uint64_t expiry_period_ns = 100'000'000; // 100 ms: expiry is this late at most
+    std::size_t expiry_keys_max = 4096;           // per turn
+};
+
+class node_hooks final : public engine::shard_hooks, public engine::timer_handler {
 public:
-    explicit node_hooks(local_source* source) noexcept : _source(source) {}
+    explicit node_hooks(local_source* source, const timer_settings& timers = {}) noexcept
+        : _source(source), _timers(timers) {}
+
+    void on_start(engine::shard_context& shard) noexcept override {
+        if (shard.shard_index() != 0 || _source == nullptr) {
+            return;
+        }
+        _pump = arm(shard, _timers.pump_period_ns, _timers.pump_period_ns, arg_pump);
+        _expiry = arm(shard, _timers.expiry_period_ns, _timers.expiry_period_ns, arg_expiry);
+    }
+
+    void on_timer(engine::shard_context& shard, engine::timer_id id,
+                  std::uint64_t arg) noexcept override {
+        (void)id;
+        if (_draining) {
+            return;
+        }
+        const std::uint64_t now_ns = _clock.now_ns();
+        if (arg == arg_pump || arg == arg_pump_more) {
+            if (arg == arg_pump_more) {
+                _pump_more_armed = false;
+            }
+            if (_source->pump(now_ns, _timers.pump_blocks_max) && !_pump_more_armed) {
+                _pump_more_armed = arm(shard, 0, 0, arg_pump_more).has_value();
+            }
+            return;
+        }
+        if (arg == arg_expiry_more) {
+            _expiry_more_armed = false;
+        }
+        if (_source->expire_due(now_ns, _timers.expiry_keys_max) && !_expiry_more_armed) {
+            _expiry_more_armed = arm(shard, 0, 0, arg_expiry_more).has_value();
+        }
+    }
 
     void on_drain(engine::shard_context& shard) noexcept override {
         if (shard.shard_index() != 0 || _source == nullptr) {
             return;
+        }
+        _draining = true;
+        if (_pump) {
+            (void)shard.cancel_timer(*_pump);
+        }
+        if (_expiry) {
+            (void)shard.cancel_timer(*_expiry);
         }
         if (auto done = _source->commit(); !done) {
             KEYRAIL_LOG(error, "node", "drain: store commit failed: %s",
@@ -23,7 +80,32 @@ public:
     }
 
 private:
+    static constexpr std::uint64_t arg_pump = 1;
+    static constexpr std::uint64_t arg_pump_more = 2;
+    static constexpr std::uint64_t arg_expiry = 3;
+    static constexpr std::uint64_t arg_expiry_more = 4;
+
+    std::optional<engine::timer_id> arm(engine::shard_context& shard, std::uint64_t first_ns, std::uint64_t period_ns,
+                    std::uint64_t arg) noexcept {
+        auto t = shard.add_timer(first_ns, period_ns, *this, arg);
+        if (!t) {
+            // The table is sized at start; running out is a configuration bug, but the
+            // request path still pumps when short and the periodic timers retry.
+            KEYRAIL_LOG(error, "node", "local source: timer %llu not armed: %s",
+                        static_cast<unsigned long long>(arg), t.error().message().c_str());
+            return std::nullopt;
+        }
+        return *t;
+    }
+
     local_source* _source;
+    timer_settings _timers;
+    monotonic_clock _clock; // the clock reserve() stamps deadlines with
+    std::optional<engine::timer_id> _pump;
+    std::optional<engine::timer_id> _expiry;
+    bool _pump_more_armed = false;
+    bool _expiry_more_armed = false;
+    bool _draining = false;
 };
 
 } // namespace keyrail::dataplane::node

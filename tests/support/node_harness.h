@@ -142,6 +142,8 @@ struct node_options {
     std::uint32_t max_key_per_request = 128;
     std::string durability = "process";
     std::uint32_t shards = 2;
+    std::uint32_t key_expiry_s = 0;     // 0: the default (not written)
+    std::uint32_t reservations_max = 0; // 0: the default (not written)
 };
 
 // One keyraild node in a temp dir. SAEs: alice, bob, carol (homed here), dave (homed on the
@@ -200,14 +202,20 @@ public:
           << "saes:\n  - {id: alice, home_node: kme-a}\n  - {id: bob, home_node: kme-a}\n"
           << "  - {id: carol, home_node: kme-a}\n  - {id: dave, home_node: kme-b}\n"
           << "store:\n  dir: store\n  master_key_file: master.key\n  durability: "
-          << o.durability << "\n"
-          << "links:\n  - id: a-b\n    peer: kme-b\n"
+          << o.durability << "\n";
+        if (o.reservations_max != 0) {
+            y << "  reservations_max: " << o.reservations_max << "\n";
+        }
+        y << "links:\n  - id: a-b\n    peer: kme-b\n"
           << "    peer_address: {address: 127.0.0.1, port: 9543}\n"
           << "    driver:\n      sim:\n        secret_file: link.hex\n        rate_bps: "
           << o.rate_bps << "\n"
           << "limits:\n  max_key_count: " << o.max_key_count << "\n"
-          << "  max_key_per_request: " << o.max_key_per_request << "\n"
-          << "shards: " << o.shards << "\n";
+          << "  max_key_per_request: " << o.max_key_per_request << "\n";
+        if (o.key_expiry_s != 0) {
+            y << "  key_expiry_s: " << o.key_expiry_s << "\n";
+        }
+        y << "shards: " << o.shards << "\n";
     }
 
     // Starts keyraild and waits for its ready line; appends its stderr to log.

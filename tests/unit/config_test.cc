@@ -298,3 +298,24 @@ TEST_F(config_files, link_secret_from_file_and_hex) {
 
 } // namespace
 } // namespace keyrail::control
+
+namespace keyrail::control {
+namespace {
+
+TEST(config, store_reservations_max_defaults_and_bounds) {
+    EXPECT_EQ(parse(test::config_example).store.reservations_max, 16384u);
+    const config big = parse(edited("  capacity_blocks: 1048576\n",
+                                    "  capacity_blocks: 1048576\n  reservations_max: 1048576\n"));
+    EXPECT_EQ(big.store.reservations_max, 1048576u);
+    const std::string zero = error_of(edited("  capacity_blocks: 1048576\n",
+                                             "  capacity_blocks: 1048576\n  reservations_max: 0\n"));
+    EXPECT_NE(zero.find("store.reservations_max"), std::string::npos) << zero;
+    const std::string huge = error_of(
+        edited("  capacity_blocks: 1048576\n", "  capacity_blocks: 1048576\n"
+                                               "  reservations_max: 16777217\n"));
+    EXPECT_NE(huge.find("store.reservations_max"), std::string::npos) << huge;
+    EXPECT_NE(huge.find("node.yaml:"), std::string::npos) << huge;
+}
+
+} // namespace
+} // namespace keyrail::control

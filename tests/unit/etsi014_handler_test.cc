@@ -604,5 +604,23 @@ TEST_F(etsi014_handler, oversized_body_is_refused) {
               std::string_view::npos);
 }
 
+TEST_F(etsi014_handler, reservations_full_is_503_with_table_size_and_expiry) {
+    svc.force_error = make_error_code(errc::reservations_full);
+    auto r = request("sae-a", "GET", "/api/v1/keys/sae-b/enc_keys");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.body, error_json("reservation table full: too many keys reserved and not yet "
+                                 "fetched"));
+    set_reservation_limits({16384, 300});
+    r = request("sae-a", "GET", "/api/v1/keys/sae-b/enc_keys");
+    set_reservation_limits({});
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.body, error_json("reservation table full: 16384 keys reserved and not yet "
+                                 "fetched; they expire after 300 s"));
+    // The mandated server-side message is untouched.
+    svc.force_error = make_error_code(errc::unavailable);
+    EXPECT_EQ(request("sae-a", "GET", "/api/v1/keys/sae-b/enc_keys").body,
+              error_json("Error on server side"));
+}
+
 } // namespace
 } // namespace keyrail::dataplane::etsi014

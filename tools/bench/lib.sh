@@ -141,6 +141,7 @@ store:
   master_key_file: master.key
   durability: process
   capacity_blocks: 8388608
+  reservations_max: 1048576
 links:
   - id: bench-link
     peer: bench-peer
@@ -151,6 +152,8 @@ links:
 limits:
   max_key_per_request: 128
   max_key_count: 4000000
+  # enc_keys alone reserves keys that no slave fetches: let them expire quickly.
+  key_expiry_s: 1
 shards: 1
 YAML
 

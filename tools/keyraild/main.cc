@@ -19,6 +19,7 @@
 
 #include "control/config.h"
 #include "dataplane/errc.h"
+#include "dataplane/etsi014/errc.h"
 #include "dataplane/node/etsi_protocol.h"
 #include "dataplane/node/local_key_service.h"
 #include "dataplane/node/local_source.h"
@@ -116,6 +117,7 @@ dp::store_config make_store_config(const control::config& cfg) {
     s.create = dp::open_mode::create_if_missing;
     s.block_bytes = cfg.store.block_bits / 8;
     s.capacity_blocks = cfg.store.capacity_blocks;
+    s.reservations_max = cfg.store.reservations_max;
     return s;
 }
 
@@ -173,13 +175,19 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
                                                       std::max<std::uint64_t>(1, st.capacity_blocks / 2));
     KEYRAIL_LOG(info, "keyraild",
                 "local key source: link '%s' (sim, %llu bit/s), stream %u resumes at seq %llu, "
-                "%llu blocks available, holding at most %llu",
+                "%llu blocks available, holding at most %llu; %u reservation slots, unfetched "
+                "keys expire after %u s",
                 link.id.c_str(), static_cast<unsigned long long>(link.sim.rate_bps), id.value,
                 static_cast<unsigned long long>(st.ingested),
                 static_cast<unsigned long long>(st.owned_available_blocks),
-                static_cast<unsigned long long>(cap));
+                static_cast<unsigned long long>(cap), cfg.store.reservations_max,
+                cfg.limits.key_expiry_s);
+    node::local_source_options options;
+    options.ingest_cap_blocks = cap;
+    options.key_expiry_ns = std::uint64_t{cfg.limits.key_expiry_s} * 1'000'000'000u;
+    options.reservations_max = cfg.store.reservations_max;
     return std::make_unique<node::local_source>(
-        stream, std::make_unique<sim_source>(std::move(*sim)), cap);
+        stream, std::make_unique<sim_source>(std::move(*sim)), options);
 }
 
 node::protocol_limits make_protocol_limits(const control::config& cfg) {
@@ -213,6 +221,9 @@ int run_node(const std::string& config_path) {
                             hint);
     }
     std::unique_ptr<node::local_source> source = make_local_source(cfg, **store);
+    // Quoted by the 503 of a full reservation table; set before any shard thread starts.
+    keyrail::dataplane::etsi014::set_reservation_limits(
+        {cfg.store.reservations_max, cfg.limits.key_expiry_s});
     node::local_source* const source_ptr = source.get();
 
     const node::protocol_limits limits = make_protocol_limits(cfg);
