@@ -68,6 +68,8 @@ public:
             return "stream already exists";
         case errc::invalid_argument:
             return "invalid argument";
+        case errc::store_in_use:
+            return "the store directory is in use by another process";
         }
         return "unknown dataplane error";
     }

@@ -36,6 +36,7 @@ enum class errc : int {
     crypto_failure = 27,     // OpenSSL EVP or the DRBG failed
     stream_exists = 28,      // create_stream for an id that is already there
     invalid_argument = 29,   // a malformed request (empty, misaligned length)
+    store_in_use = 30,       // another process holds the store directory's lock
 };
 
 [[nodiscard]] const std::error_category& dataplane_category() noexcept;

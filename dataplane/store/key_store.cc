@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +33,14 @@ result<void> fsync_path(const std::string& path) noexcept {
 
 } // namespace
 
+key_store::~key_store() {
+    // Streams first: they commit and close their files while the lock is still held.
+    _streams.clear();
+    if (_lock_fd >= 0) {
+        ::close(_lock_fd); // releases the flock
+    }
+}
+
 std::string key_store::stream_dir(stream_id id) const noexcept {
     char name[32];
     std::snprintf(name, sizeof name, "/stream-%08" PRIx32, id.value);
@@ -53,6 +62,22 @@ result<std::unique_ptr<key_store>> key_store::open(const store_config& config) n
         if (::mkdir(config.dir.c_str(), 0700) != 0 && errno != EEXIST) {
             return fail(errno_error(errno));
         }
+    }
+    const std::string lock_path = config.dir + "/lock";
+    store->_lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (store->_lock_fd < 0) {
+        KEYRAIL_LOG(error, "store", "%s: %s", lock_path.c_str(), std::strerror(errno));
+        return fail(errno_error(errno));
+    }
+    if (::flock(store->_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        if (err == EWOULDBLOCK) {
+            KEYRAIL_LOG(error, "store", "%s: locked by another process using this store",
+                        lock_path.c_str());
+            return fail(errc::store_in_use);
+        }
+        KEYRAIL_LOG(error, "store", "%s: flock: %s", lock_path.c_str(), std::strerror(err));
+        return fail(errno_error(err));
     }
     std::vector<stream_id> found;
     DIR* d = ::opendir(config.dir.c_str());

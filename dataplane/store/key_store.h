@@ -16,6 +16,10 @@ namespace keyrail::dataplane {
 
 class key_store {
 public:
+    ~key_store();
+    key_store(const key_store&) = delete;
+    key_store& operator=(const key_store&) = delete;
+
     [[nodiscard]] static result<std::unique_ptr<key_store>>
     open(const store_config& config) noexcept;
 
@@ -36,6 +40,9 @@ private:
     [[nodiscard]] std::string stream_dir(stream_id id) const noexcept;
 
     store_config _config;
+    // flock(LOCK_EX) on <dir>/lock for the life of the store: two processes on one store would
+    // hand out the same blocks and reuse GCM nonces.
+    int _lock_fd = -1;
     secret_key _data_key;
     std::vector<entry> _streams;
 };

@@ -597,3 +597,26 @@ TEST_F(store_test, errors_have_messages) {
 
 } // namespace
 } // namespace keyrail::dataplane
+
+namespace keyrail::dataplane {
+namespace {
+
+// Two processes on one store would hand out the same blocks and reuse GCM nonces; the second
+// open of a store directory that is in use fails, and succeeds once the first is closed.
+// (flock locks belong to open file descriptions, so a second open in one process conflicts
+// exactly as another process would.)
+TEST(store_lock, second_open_of_a_store_in_use_is_refused) {
+    test::temp_dir tmp;
+    const store_config config = test::small_config(tmp.path());
+    auto first = key_store::open(config);
+    ASSERT_TRUE(first.has_value()) << first.error().message();
+    auto second = key_store::open(config);
+    ASSERT_FALSE(second.has_value());
+    EXPECT_EQ(second.error(), make_error_code(errc::store_in_use));
+    first->reset();
+    auto third = key_store::open(config);
+    EXPECT_TRUE(third.has_value()) << third.error().message();
+}
+
+} // namespace
+} // namespace keyrail::dataplane
