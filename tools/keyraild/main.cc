@@ -3,19 +3,29 @@
 // stop accepting, finish in-flight requests, make the store durable, exit 0.
 // Runs on the starting thread; exceptions (configuration, start-up) end in main with a
 // message and exit 1. Nothing here logs key bytes.
+#include <fcntl.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include "control/config.h"
 #include "dataplane/errc.h"
@@ -28,6 +38,7 @@
 #include "dataplane/store/key_store.h"
 #include "drivers/sim/sim_link.h"
 #include "engine/log.h"
+#include "engine/secure.h"
 #include "engine/server.h"
 
 namespace {
@@ -128,8 +139,72 @@ std::string master_key_name(const control::config& cfg) {
     return "store.master_key_env '" + cfg.store.master_key_env + "'";
 }
 
-// The key stream and its source for SAE pairs homed here: the first link's sim driver, used
-// locally until the peer protocol lands. nullptr when the node has no link.
+// The local stream's secret. The link's own keystream is what the peer node derives too, so
+// serving local pairs from it would give a pair at the peer the same bytes; and a stream that
+// restarted at sequence 0 after a lost store would replay old keys. Hence
+//   local secret = HMAC-SHA256(link secret, "keyrail local stream v1" || 0 || node id || salt)
+// with a random salt kept beside the store and made new with each new local stream.
+struct local_secret {
+    std::array<std::uint8_t, 32> bytes{};
+    local_secret() = default;
+    local_secret(const local_secret&) = delete;
+    local_secret& operator=(const local_secret&) = delete;
+    ~local_secret() { keyrail::secure_wipe(bytes.data(), bytes.size()); }
+};
+
+constexpr std::size_t salt_bytes = 32;
+
+void write_new_salt(const std::filesystem::path& path) {
+    std::array<std::uint8_t, salt_bytes> salt{};
+    if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1) {
+        throw startup_error("local stream salt: the DRBG failed");
+    }
+    const std::filesystem::path tmp = path.string() + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 &&
+              ::write(fd, salt.data(), salt.size()) == static_cast<ssize_t>(salt.size()) &&
+              ::fsync(fd) == 0;
+    if (fd >= 0) {
+        ok = (::close(fd) == 0) && ok;
+    }
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        throw startup_error("local stream salt '" + path.string() + "': " + std::strerror(errno));
+    }
+}
+
+std::array<std::uint8_t, salt_bytes> read_salt(const std::filesystem::path& path) {
+    std::array<std::uint8_t, salt_bytes> salt{};
+    std::ifstream in(path, std::ios::binary);
+    in.read(reinterpret_cast<char*>(salt.data()), static_cast<std::streamsize>(salt.size()));
+    if (!in || in.gcount() != static_cast<std::streamsize>(salt.size())) {
+        // The stream exists but its salt does not: regenerating it would be silent, and using
+        // none would replay. Refuse, and say what to do.
+        throw startup_error("local stream salt '" + path.string() +
+                            "' is missing or short while the store has a local stream; restore "
+                            "it, or move the store away to start a new one");
+    }
+    return salt;
+}
+
+std::unique_ptr<local_secret> derive_local_secret(std::span<const std::uint8_t> link_secret,
+                                                  const std::string& node_id,
+                                                  const std::array<std::uint8_t, salt_bytes>& salt) {
+    static constexpr char label[] = "keyrail local stream v1";
+    std::vector<std::uint8_t> msg(label, label + sizeof label); // includes the 0 separator
+    msg.insert(msg.end(), node_id.begin(), node_id.end());
+    msg.insert(msg.end(), salt.begin(), salt.end());
+    auto out = std::make_unique<local_secret>();
+    unsigned int len = 0;
+    if (HMAC(EVP_sha256(), link_secret.data(), static_cast<int>(link_secret.size()), msg.data(),
+             msg.size(), out->bytes.data(), &len) == nullptr ||
+        len != out->bytes.size()) {
+        throw startup_error("local stream secret: HMAC-SHA256 failed");
+    }
+    return out;
+}
+
+// The key stream and its source for SAE pairs homed here: the first link's sim driver with a
+// node-local secret (above), until the peer protocol lands. nullptr when the node has no link.
 std::unique_ptr<node::local_source> make_local_source(const control::config& cfg,
                                                       dp::key_store& store) {
     if (cfg.links.empty()) {
@@ -138,8 +213,12 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
     }
     const control::link_config& link = cfg.links.front();
     const dp::stream_id id{local_stream_base};
+    const std::filesystem::path salt_path = cfg.store.dir / "local-stream.salt";
     auto found = store.find(id);
     if (!found && found.error() == dp::errc::unknown_stream) {
+        // A new local stream gets a new salt before its first block, so a store that was lost
+        // and recreated never serves the blocks of the old one again.
+        write_new_salt(salt_path);
         found = store.create_stream(id, dp::ownership{1, 0});
     }
     if (!found) {
@@ -153,9 +232,11 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
                             secret.error().message());
     }
     const dp::stream_status st = stream.status();
+    const auto derived = derive_local_secret(secret->bytes(), cfg.node.id,
+                                                     read_salt(salt_path));
     keyrail::drivers::sim::sim_link_config sc;
     sc.link_id = link.id;
-    sc.secret = secret->bytes();
+    sc.secret = derived->bytes;
     sc.block_bytes = stream.block_bytes();
     sc.rate_bps = link.sim.rate_bps;
     sc.burst_blocks = link.sim.burst_blocks;
