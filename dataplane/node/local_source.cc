@@ -1,6 +1,7 @@
 #include "dataplane/node/local_source.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "dataplane/errc.h"
@@ -54,7 +55,8 @@ namespace {
 local_source::local_source(stream& s, std::unique_ptr<block_source> source,
                            const local_source_options& options) noexcept
     : _stream(s), _source(std::move(source)), _options(options),
-      _batch(pump_batch_blocks * s.block_bytes()), _expiry(options.reservations_max) {
+      _batch(pump_batch_blocks * s.block_bytes()), _expiry(options.reservations_max),
+      _delivered(std::bit_ceil(std::size_t{2} * options.reservations_max)) {
     KEYRAIL_ASSERT(_source != nullptr, "local_source without a block source");
     KEYRAIL_ASSERT(options.reservations_max > 0, "reservations_max 0");
     KEYRAIL_ASSERT(options.key_expiry_ns > 0, "key_expiry_ns 0");
@@ -64,10 +66,75 @@ local_source::~local_source() {
     secure_wipe(_batch.data(), _batch.size());
 }
 
-bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noexcept {
+bool local_source::append_held_locked() noexcept {
     const std::size_t block_bytes = _stream.block_bytes();
+    const std::uint64_t ingested = _stream.status().ingested;
+    if (ingested != _held_first) {
+        // The store moved without us (a bug elsewhere): appending now would store these
+        // bytes under other sequence numbers.
+        KEYRAIL_LOG(error, "node",
+                    "local source: %zu device blocks from seq %llu but the store is at %llu: "
+                    "ingest stopped until restart",
+                    _held_blocks, static_cast<unsigned long long>(_held_first),
+                    static_cast<unsigned long long>(ingested));
+        _halted = true;
+        return false;
+    }
+    const std::size_t bytes = _held_blocks * block_bytes;
+    auto appended = _stream.append(
+        std::span<const std::byte>(reinterpret_cast<const std::byte*>(_batch.data()), bytes));
+    if (appended) {
+        KEYRAIL_ASSERT(*appended == _held_first, "append at %llu, store was at %llu",
+                       static_cast<unsigned long long>(*appended),
+                       static_cast<unsigned long long>(_held_first));
+        secure_wipe(_batch.data(), bytes);
+        _held_first += _held_blocks;
+        _held_blocks = 0;
+        _refusal_logged = false;
+        return true;
+    }
+    // store_full takes nothing; a seal or write error may have taken a prefix (append copies
+    // a block before it advances the ingest mark). Keep exactly the rest.
+    const std::uint64_t taken = _stream.status().ingested - _held_first;
+    if (taken > _held_blocks) {
+        KEYRAIL_LOG(error, "node",
+                    "local source: failed append of %zu blocks from seq %llu moved the store by "
+                    "%llu: ingest stopped until restart",
+                    _held_blocks, static_cast<unsigned long long>(_held_first),
+                    static_cast<unsigned long long>(taken));
+        _halted = true;
+        return false;
+    }
+    if (taken > 0) {
+        const std::size_t taken_bytes = static_cast<std::size_t>(taken) * block_bytes;
+        std::memmove(_batch.data(), _batch.data() + taken_bytes, bytes - taken_bytes);
+        secure_wipe(_batch.data() + (bytes - taken_bytes), taken_bytes);
+        _held_first += taken;
+        _held_blocks -= static_cast<std::size_t>(taken);
+    }
+    if (!_refusal_logged) {
+        KEYRAIL_LOG(warn, "node", "local source: store refused %zu blocks from seq %llu (%s): "
+                    "held until it has room",
+                    _held_blocks, static_cast<unsigned long long>(_held_first),
+                    appended.error().message().c_str());
+        _refusal_logged = true;
+    }
+    return false;
+}
+
+bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noexcept {
     std::size_t appended_blocks = 0;
-    while (appended_blocks < blocks_max) {
+    while (!_halted && appended_blocks < blocks_max) {
+        if (_held_blocks > 0) {
+            // A batch the store refused earlier goes first, at the sequence numbers the device
+            // gave it.
+            const std::size_t held = _held_blocks;
+            if (!append_held_locked()) {
+                return false;
+            }
+            appended_blocks += held;
+            continue;
+        }
         const stream_status st = _stream.status();
         if (st.available_blocks >= _options.ingest_cap_blocks) {
             return false; // the device holds the rest until keys are consumed
@@ -76,35 +143,34 @@ bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noe
         want = std::min<std::uint64_t>(want, pump_batch_blocks);
         want = std::min<std::uint64_t>(want, blocks_max - appended_blocks);
         const std::uint64_t first = _source->next_sequence();
+        if (first != st.ingested) {
+            // Blocks under the wrong sequence numbers would be served as two different keys
+            // with the same bytes (or skip some): never append them.
+            KEYRAIL_LOG(error, "node",
+                        "local source: device at seq %llu, store at %llu: ingest stopped until "
+                        "restart (the device resumes at the store's mark)",
+                        static_cast<unsigned long long>(first),
+                        static_cast<unsigned long long>(st.ingested));
+            _halted = true;
+            return false;
+        }
         const std::size_t got = _source->produce(now_ns, _batch, static_cast<std::size_t>(want));
         if (got == 0) {
             return false;
         }
-        const std::size_t bytes = got * block_bytes;
-        auto appended = _stream.append(
-            std::span<const std::byte>(reinterpret_cast<const std::byte*>(_batch.data()), bytes));
-        secure_wipe(_batch.data(), bytes);
-        if (!appended) {
-            if (!_full_logged) {
-                KEYRAIL_LOG(warn, "node", "local source: %zu blocks from seq %llu dropped: %s",
-                            got, static_cast<unsigned long long>(first),
-                            appended.error().message().c_str());
-                _full_logged = true;
-            }
+        KEYRAIL_ASSERT(got <= want, "device gave %zu blocks, asked %llu", got,
+                       static_cast<unsigned long long>(want));
+        _held_first = first;
+        _held_blocks = got;
+        if (!append_held_locked()) {
             return false;
-        }
-        if (*appended != first) {
-            // Only this node reads a local stream, so a gap costs nothing but is worth a line.
-            KEYRAIL_LOG(warn, "node", "local source: device seq %llu stored at %llu",
-                        static_cast<unsigned long long>(first),
-                        static_cast<unsigned long long>(*appended));
         }
         appended_blocks += got;
         if (got < want) {
             return false;
         }
     }
-    return true;
+    return !_halted;
 }
 
 result<void> local_source::commit_locked() noexcept {
@@ -195,19 +261,29 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
     KEYRAIL_ASSERT(sizes_out.size() >= ids.size(), "%zu sizes for %zu ids", sizes_out.size(),
                    ids.size());
     // Check every key before delivering any, so a request either gets all its keys or
-    // changes nothing.
+    // changes nothing: each exists, is the master's, names the caller as a slave, and has not
+    // been delivered to the caller (earlier in this process, or earlier in this request).
     std::size_t total_bytes = 0;
-    for (const etsi014::key_id& id : ids) {
-        auto view = _stream.find_key(to_store(id));
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const dataplane::key_id id = to_store(ids[i]);
+        auto view = _stream.find_key(id);
         if (!view || !(view->master == master)) {
             return fail(etsi014::errc::not_found);
         }
-        bool named = false;
-        for (std::uint32_t s = 0; s < view->slave_count; ++s) {
-            named = named || view->slaves[s] == caller;
+        std::uint32_t slave = 0;
+        while (slave < view->slave_count && !(view->slaves[slave] == caller)) {
+            ++slave;
         }
-        if (!named) {
+        if (slave == view->slave_count) {
             return fail(etsi014::errc::unauthorized);
+        }
+        if (delivered_to_locked(id, slave)) {
+            return fail(etsi014::errc::not_found);
+        }
+        for (std::size_t j = 0; j < i; ++j) {
+            if (to_store(ids[j]).equals(id)) {
+                return fail(etsi014::errc::not_found); // the second copy would fail
+            }
         }
         total_bytes += view->key_bits / 8;
     }
@@ -216,12 +292,30 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
     }
     std::size_t offset = 0;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        auto d = _stream.deliver(to_store(ids[i]), caller, bytes_out.subspan(offset));
+        const dataplane::key_id id = to_store(ids[i]);
+        auto view = _stream.find_key(id); // checked above; nothing in between removes it
+        auto d = _stream.deliver(id, caller, bytes_out.subspan(offset));
         if (!d) {
-            // A multicast key this slave already fetched: the only way past the checks above.
+            // Only a multicast key this slave fetched before a restart gets here (this
+            // process's deliveries are checked above): the earlier keys of the request are
+            // consumed, and the caller is told not_found.
+            KEYRAIL_LOG(error, "node",
+                        "dec_keys: key %zu of %zu failed after the checks (%s); %zu earlier keys "
+                        "of the request were consumed",
+                        i + 1, ids.size(), d.error().message().c_str(), i);
             secure_wipe(bytes_out.first(offset));
             (void)commit_locked();
             return fail(to_etsi_error(d.error()));
+        }
+        if (!_stream.find_key(id)) {
+            // Every slave has it now (some perhaps before a restart): forget it.
+            delivered_erase_locked(id);
+        } else if (view) {
+            std::uint32_t slave = 0;
+            while (slave < view->slave_count && !(view->slaves[slave] == caller)) {
+                ++slave;
+            }
+            delivered_mark_locked(id, slave, view->slave_count);
         }
         sizes_out[i] = d->key_bytes;
         offset += d->key_bytes;
@@ -231,6 +325,56 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
         return fail(etsi014::errc::unavailable);
     }
     return {};
+}
+
+std::size_t local_source::delivered_find_locked(const dataplane::key_id& id) const noexcept {
+    // Key IDs are random (UUIDv4 from RAND_bytes): their first bytes are a good hash.
+    std::uint64_t h = 0;
+    std::memcpy(&h, id.bytes.data(), sizeof h);
+    const std::size_t mask = _delivered.size() - 1;
+    for (std::size_t i = static_cast<std::size_t>(h) & mask;; i = (i + 1) & mask) {
+        if (!_delivered[i].used || _delivered[i].id.equals(id)) {
+            return i; // never full (at most half), so an empty slot ends every probe
+        }
+    }
+}
+
+bool local_source::delivered_to_locked(const dataplane::key_id& id,
+                                       std::uint32_t slave_index) const noexcept {
+    const delivered_entry& e = _delivered[delivered_find_locked(id)];
+    return e.used && ((e.mask >> slave_index) & 1u) != 0;
+}
+
+void local_source::delivered_mark_locked(const dataplane::key_id& id, std::uint32_t slave_index,
+                                         std::uint32_t slave_count) noexcept {
+    KEYRAIL_ASSERT(slave_count <= slaves_max, "%u slaves", slave_count);
+    KEYRAIL_ASSERT(slave_index < slave_count, "slave %u of %u", slave_index, slave_count);
+    delivered_entry& e = _delivered[delivered_find_locked(id)];
+    if (!e.used) {
+        e = {id, 0, true};
+    }
+    e.mask = static_cast<std::uint8_t>(e.mask | (1u << slave_index));
+}
+
+void local_source::delivered_erase_locked(const dataplane::key_id& id) noexcept {
+    const std::size_t mask = _delivered.size() - 1;
+    std::size_t hole = delivered_find_locked(id);
+    if (!_delivered[hole].used) {
+        return;
+    }
+    _delivered[hole] = {};
+    // Backward-shift deletion: move later entries of the probe run into the hole when their
+    // home slot does not lie (cyclically) between the hole and where they sit.
+    for (std::size_t i = (hole + 1) & mask; _delivered[i].used; i = (i + 1) & mask) {
+        std::uint64_t h = 0;
+        std::memcpy(&h, _delivered[i].id.bytes.data(), sizeof h);
+        const std::size_t home = static_cast<std::size_t>(h) & mask;
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            _delivered[hole] = _delivered[i];
+            _delivered[i] = {};
+            hole = i;
+        }
+    }
 }
 
 result<void> local_source::commit() noexcept {
@@ -281,6 +425,7 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
             break;
         }
         // unknown_key: delivered in time (or voided otherwise); nothing to do.
+        delivered_erase_locked(e.id);
         if (_stream.expire_key(e.id)) {
             ++expired;
         }

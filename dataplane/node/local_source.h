@@ -109,8 +109,23 @@ private:
         dataplane::key_id id{};
     };
 
+    // A multicast key this process delivered to some of its slaves, not yet to all.
+    struct delivered_entry {
+        dataplane::key_id id{};
+        std::uint8_t mask = 0; // bit i: slaves[i] of the key has it
+        bool used = false;
+    };
+
     // Returns true when it stopped at blocks_max with blocks left to append.
     bool pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noexcept;
+    // Appends the held batch; false when the store took less than all of it.
+    bool append_held_locked() noexcept;
+    [[nodiscard]] std::size_t delivered_find_locked(const dataplane::key_id& id) const noexcept;
+    [[nodiscard]] bool delivered_to_locked(const dataplane::key_id& id,
+                                           std::uint32_t slave_index) const noexcept;
+    void delivered_mark_locked(const dataplane::key_id& id, std::uint32_t slave_index,
+                               std::uint32_t slave_count) noexcept;
+    void delivered_erase_locked(const dataplane::key_id& id) noexcept;
     [[nodiscard]] result<void> commit_locked() noexcept;
     void expiry_push_locked(std::uint64_t deadline_ns, const dataplane::key_id& id) noexcept;
     void expiry_compact_locked() noexcept;
@@ -122,14 +137,26 @@ private:
     stream& _stream;
     std::unique_ptr<block_source> _source;
     local_source_options _options;
-    std::vector<std::uint8_t> _batch; // pump_batch_blocks blocks, wiped after each append
-    bool _full_logged = false;
+    // pump_batch_blocks blocks. Blocks the device produced and the store has not taken yet
+    // (refused: store_full, or a write error part-way) stay here, at _held_first, and are
+    // appended before the device is asked for more: the store's sequence numbers and the
+    // device's never drift. Wiped once appended.
+    std::vector<std::uint8_t> _batch;
+    std::uint64_t _held_first = 0;
+    std::size_t _held_blocks = 0;
+    bool _refusal_logged = false; // once per run of refusals
+    bool _halted = false;         // device and store disagree: no more ingest until restart
     // Ring of reservations_max entries: every reservation this process made and has not
     // seen expire. Delivered keys stay until their deadline or a compaction drops them.
     std::vector<expiry_entry> _expiry;
     std::size_t _expiry_head = 0;
     std::size_t _expiry_count = 0;
     std::uint64_t _expired_total = 0;
+    // Open addressing (linear probing) over 2 * reservations_max entries, rounded up to a
+    // power of two: at most one entry per live reservation, so it is never more than half
+    // full. The store's key_view does not say which slaves have a key, and a dec_keys must know
+    // before it delivers anything. Empty after a restart (see deliver).
+    std::vector<delivered_entry> _delivered;
 };
 
 } // namespace keyrail::dataplane::node
