@@ -547,8 +547,10 @@ void shard::on_recv(connection& c, int res) noexcept {
     }
     if (res == 0) {
         if (c.state == conn_state::handshaking) {
-            KEYRAIL_LOG(info, "engine", "shard %zu: %s: closed during handshake", _index,
-                        c.remote);
+            if (unauthenticated_log_allowed()) {
+                KEYRAIL_LOG(info, "engine", "shard %zu: %s: closed during handshake", _index,
+                            c.remote);
+            }
         } else if (c.in_len > 0) {
             KEYRAIL_LOG(info, "engine", "shard %zu: %s: closed mid-request", _index, c.remote);
         }
@@ -613,8 +615,10 @@ void shard::pump(connection& c) noexcept {
                             _index, c.remote, c.tls.refusal_detail());
                 bump(counters.outbound_failures);
             } else {
-                KEYRAIL_LOG(warn, "engine", "shard %zu: %s: handshake refused: %s (%s)", _index,
-                            c.remote, to_string(why), c.tls.refusal_detail());
+                if (unauthenticated_log_allowed()) {
+                    KEYRAIL_LOG(warn, "engine", "shard %zu: %s: handshake refused: %s (%s)",
+                                _index, c.remote, to_string(why), c.tls.refusal_detail());
+                }
                 bump(counters.refused[static_cast<std::size_t>(why)]);
             }
             c.handshake_failed = true;
@@ -744,6 +748,30 @@ bool shard::process_input(connection& c) noexcept {
         c.close_after_flush = true; // no request in flight: the drain closes it
     }
     return true;
+}
+
+bool shard::unauthenticated_log_allowed() noexcept {
+    // At most unauth_lines_per_s lines a second; the count of the rest is logged once the
+    // next second starts, so an attack still shows in the log, as one line.
+    constexpr std::uint32_t unauth_lines_per_s = 20;
+    constexpr std::uint64_t window_ns = 1'000'000'000;
+    const std::uint64_t now = monotonic_ns();
+    if (now - _unauth_log_window_ns >= window_ns) {
+        if (_unauth_suppressed > 0) {
+            KEYRAIL_LOG(warn, "engine",
+                        "shard %zu: %llu more refused or abandoned handshakes not logged",
+                        _index, static_cast<unsigned long long>(_unauth_suppressed));
+        }
+        _unauth_log_window_ns = now;
+        _unauth_logged = 0;
+        _unauth_suppressed = 0;
+    }
+    if (_unauth_logged < unauth_lines_per_s) {
+        ++_unauth_logged;
+        return true;
+    }
+    ++_unauth_suppressed;
+    return false;
 }
 
 bool shard::encrypt_output(connection& c) noexcept {

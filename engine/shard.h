@@ -213,6 +213,12 @@ private:
     server& _server;
     const server_config& _config;
     std::size_t _index;
+    // Log lines about unauthenticated connections (refused or abandoned handshakes) are
+    // limited per shard, so a client without a certificate cannot flood the log.
+    [[nodiscard]] bool unauthenticated_log_allowed() noexcept;
+    std::uint64_t _unauth_log_window_ns = 0;
+    std::uint32_t _unauth_logged = 0;
+    std::uint64_t _unauth_suppressed = 0;
     std::vector<int> _listen_fds; // -1 once closed
     std::size_t _listeners_open = 0;
     std::vector<tls_context> _tls; // one per listener

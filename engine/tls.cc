@@ -83,6 +83,9 @@ result<tls_context> tls_context::create(const tls_config& config,
     // Mutual authentication on every port: no certificate, no connection.
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
     SSL_CTX_set_verify_depth(ctx, config.verify_depth);
+    // Say it rather than rely on the library's default: client certificates must be fit for
+    // TLS client authentication (an extendedKeyUsage, when present, must allow clientAuth).
+    SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     // Resumption with client verification needs a session id context.
     if (SSL_CTX_set_session_id_context(ctx, session_id_context,
                                        sizeof session_id_context - 1) != 1) {
@@ -133,6 +136,7 @@ result<tls_client_context> tls_client_context::create(const client_tls_config& c
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
     SSL_CTX_set_verify_depth(ctx, config.verify_depth);
+    SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER); // the peer must be fit to serve TLS
     // No client session cache: it is a locked structure, and a reconnect is rare.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

@@ -34,7 +34,8 @@ std::atomic<int> g_stale_wakes{0};
 std::atomic<int> g_closes{0};
 std::atomic<int> g_parks{0};
 
-// One line per request. "slow" waits 300 ms, anything else 20 ms; the answer is "<line> ok".
+// One line per request. "slow" waits 300 ms, "gone" 1 s (its client closes long before, even on
+// a loaded machine), anything else 20 ms; the answer is "<line> ok".
 // The pending answer lives in a per-slot table of the protocol (its own preallocated pool).
 class parking_protocol final : public protocol, public timer_handler {
 public:
@@ -48,7 +49,7 @@ public:
         const std::string_view line = text.substr(0, nl);
         pending& p = _pending[ctx.id().slot % _pending.size()];
         p.line.assign(line);
-        const std::uint64_t delay_ns = (line == "slow" ? 300 : 20) * ms_ns;
+        const std::uint64_t delay_ns = (line == "slow" ? 300 : line == "gone" ? 1000 : 20) * ms_ns;
         const std::uint64_t arg =
             (std::uint64_t{ctx.id().slot} << 32) | std::uint64_t{ctx.id().generation};
         if (!ctx.shard().add_timer(delay_ns, 0, *this, arg)) {
