@@ -48,18 +48,16 @@ const char* to_string(tls_refusal r) noexcept {
     return "?";
 }
 
-result<tls_context> tls_context::create(const tls_config& config,
-                                        const tls_ticket_keys& ticket_keys) noexcept {
-    tls_context out;
-    out._ctx.reset(SSL_CTX_new(TLS_server_method()));
-    SSL_CTX* ctx = out._ctx.get();
-    if (ctx == nullptr) {
-        log_openssl_errors("SSL_CTX_new");
-        return fail(errc::tls_config);
-    }
-    const std::string cert = config.cert_file.string();
-    const std::string key = config.key_file.string();
-    const std::string ca = config.ca_file.string();
+namespace {
+
+// TLS 1.3 only, our certificate chain and its key (checked to match), and the CA that
+// verifies the other side: what server and client contexts share.
+result<void> load_credentials(SSL_CTX* ctx, const std::filesystem::path& cert_file,
+                              const std::filesystem::path& key_file,
+                              const std::filesystem::path& ca_file) noexcept {
+    const std::string cert = cert_file.string();
+    const std::string key = key_file.string();
+    const std::string ca = ca_file.string();
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
         SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
         log_openssl_errors(cert.c_str());
@@ -74,6 +72,25 @@ result<tls_context> tls_context::create(const tls_config& config,
         log_openssl_errors(ca.c_str());
         return fail(errc::tls_config);
     }
+    return {};
+}
+
+} // namespace
+
+result<tls_context> tls_context::create(const tls_config& config,
+                                        const tls_ticket_keys& ticket_keys) noexcept {
+    tls_context out;
+    out._ctx.reset(SSL_CTX_new(TLS_server_method()));
+    SSL_CTX* ctx = out._ctx.get();
+    if (ctx == nullptr) {
+        log_openssl_errors("SSL_CTX_new");
+        return fail(errc::tls_config);
+    }
+    if (auto loaded = load_credentials(ctx, config.cert_file, config.key_file, config.ca_file);
+        !loaded) {
+        return fail(loaded.error());
+    }
+    const std::string ca = config.ca_file.string();
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca.c_str());
     if (names == nullptr) {
         log_openssl_errors(ca.c_str());
@@ -117,22 +134,9 @@ result<tls_client_context> tls_client_context::create(const client_tls_config& c
         log_openssl_errors("SSL_CTX_new");
         return fail(errc::tls_config);
     }
-    const std::string cert = config.cert_file.string();
-    const std::string key = config.key_file.string();
-    const std::string ca = config.ca_file.string();
-    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
-        SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
-        log_openssl_errors(cert.c_str());
-        return fail(errc::tls_config);
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-        log_openssl_errors(key.c_str());
-        return fail(errc::tls_config);
-    }
-    if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
-        log_openssl_errors(ca.c_str());
-        return fail(errc::tls_config);
+    if (auto loaded = load_credentials(ctx, config.cert_file, config.key_file, config.ca_file);
+        !loaded) {
+        return fail(loaded.error());
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
     SSL_CTX_set_verify_depth(ctx, config.verify_depth);
