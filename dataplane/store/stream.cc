@@ -261,6 +261,26 @@ result<std::unique_ptr<stream>> stream::open(const store_config& config, const s
 }
 
 result<void> stream::create_files() noexcept {
+    // Creation writes an empty journal and then the meta, before any segment. A directory
+    // without a meta that holds segments or journal records therefore lost its meta; a new
+    // stream over it would reuse GCM nonces under the same data key and bring consumed blocks
+    // back. Refuse and leave the files for an operator.
+    if (DIR* d = ::opendir(_dir.c_str())) {
+        bool used = false;
+        while (dirent* e = ::readdir(d)) {
+            used = used || std::strncmp(e->d_name, "seg-", 4) == 0;
+        }
+        ::closedir(d);
+        struct stat journal {};
+        used = used || (::stat((_dir + "/journal").c_str(), &journal) == 0 && journal.st_size > 0);
+        if (used) {
+            KEYRAIL_LOG(error, "store",
+                        "%s: holds segments or journal records but no meta; refusing to create "
+                        "a new stream over them",
+                        _dir.c_str());
+            return fail(errc::meta_corrupt);
+        }
+    }
     _journal_fd = ::open((_dir + "/journal").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (_journal_fd < 0) {
         return fail(errno_error(errno));

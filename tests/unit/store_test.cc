@@ -620,3 +620,42 @@ TEST(store_lock, second_open_of_a_store_in_use_is_refused) {
 
 } // namespace
 } // namespace keyrail::dataplane
+
+namespace keyrail::dataplane {
+namespace {
+
+// A stream directory whose meta is gone but whose segments and journal remain is not a half-made
+// stream: creating a new one over it would reuse GCM nonces and revive consumed blocks.
+TEST(store_lost_meta, create_over_old_segments_is_refused) {
+    test::temp_dir tmp;
+    const store_config config = test::small_config(tmp.path());
+    std::string dir;
+    {
+        auto store = key_store::open(config);
+        ASSERT_TRUE(store.has_value()) << store.error().message();
+        auto s = (*store)->create_stream(stream_id{7}, ownership{1, 0});
+        ASSERT_TRUE(s.has_value()) << s.error().message();
+        auto blocks = test::make_blocks(0, 300, config.block_bytes);
+        ASSERT_TRUE((*s)->append(blocks).has_value());
+        std::vector<std::byte> key(32);
+        const std::array<sae_id, 1> slaves{sae_id{2}};
+        ASSERT_TRUE((*s)->reserve({256, sae_id{1}, slaves}, key).has_value());
+        ASSERT_TRUE((*s)->commit().has_value());
+    }
+    for (const auto& e : std::filesystem::directory_iterator(config.dir)) {
+        if (e.path().filename().string().rfind("stream-", 0) == 0) {
+            dir = e.path().string();
+        }
+    }
+    ASSERT_FALSE(dir.empty());
+    ASSERT_TRUE(std::filesystem::remove(dir + "/meta"));
+
+    auto store = key_store::open(config);
+    ASSERT_TRUE(store.has_value()) << store.error().message();
+    auto again = (*store)->create_stream(stream_id{7}, ownership{1, 0});
+    ASSERT_FALSE(again.has_value());
+    EXPECT_EQ(again.error(), make_error_code(errc::meta_corrupt));
+}
+
+} // namespace
+} // namespace keyrail::dataplane
