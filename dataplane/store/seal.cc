@@ -3,9 +3,11 @@
 #include "dataplane/errc.h"
 #include "engine/assert.h"
 #include "engine/hex.h"
+#include "engine/log.h"
 #include "engine/secure.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -124,6 +126,15 @@ result<secret_key> load_master_key(const master_key_source& source) noexcept {
     if (fd < 0) {
         return fail(errno == ENOENT ? std::error_code(errc::master_key_missing)
                                     : errno_error(errno));
+    }
+    // The master key unlocks every stored key: say so when others can read its file.
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && ((st.st_mode & 077) != 0 || st.st_uid != ::geteuid())) {
+        KEYRAIL_LOG(warn, "store",
+                    "master key file %s has mode %03o and owner uid %u: it should be readable "
+                    "by this user only (chmod 600)",
+                    source.name.c_str(), static_cast<unsigned>(st.st_mode & 0777),
+                    static_cast<unsigned>(st.st_uid));
     }
     char text[2 * data_key_bytes + 8];
     const ssize_t got = ::read(fd, text, sizeof text);
