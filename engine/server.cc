@@ -157,12 +157,10 @@ result<std::unique_ptr<server>> server::create(server_config config) noexcept {
         return fail(errno_error(errno));
     }
 
-    // One ticket key for every shard and listener, so a session resumes wherever the kernel
-    // sends the next connection. It lives only inside the SSL_CTXs afterwards.
+    // One ticket key per listener, shared by its shards, so a session resumes wherever the
+    // kernel sends the next connection on that port, and never on another port, whose CA and
+    // role may differ (SAE, peer, admin). It lives only inside the SSL_CTXs afterwards.
     tls_ticket_keys ticket_keys{};
-    if (RAND_bytes(ticket_keys.data(), static_cast<int>(ticket_keys.size())) != 1) {
-        return fail(errc::tls_config);
-    }
 
     const std::size_t listener_count = s->_config.listeners.size();
     std::vector<std::vector<int>> fds(s->_shard_count);
@@ -177,6 +175,10 @@ result<std::unique_ptr<server>> server::create(server_config config) noexcept {
     for (std::size_t li = 0; li < listener_count; ++li) {
         const listener_config& l = s->_config.listeners[li];
         std::uint16_t port = l.port;
+        if (RAND_bytes(ticket_keys.data(), static_cast<int>(ticket_keys.size())) != 1) {
+            close_all();
+            return fail(errc::tls_config);
+        }
         for (std::size_t shard_index = 0; shard_index < s->_shard_count; ++shard_index) {
             auto ctx = tls_context::create(l.tls, ticket_keys);
             if (!ctx) {

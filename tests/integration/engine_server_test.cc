@@ -264,6 +264,44 @@ TEST_F(engine_server, session_resumption) {
     EXPECT_GE(_server->stats().resumed, 4u);
 }
 
+// Listeners are separate trust domains (SAE, peer, admin CAs): a session from one port must
+// not resume on another, or a certificate checked by one CA would be accepted by the other.
+TEST_F(engine_server, a_session_does_not_resume_on_another_listener) {
+    auto c = config();
+    listener_config second;
+    second.address = "127.0.0.1";
+    second.tls = c.listeners.front().tls;
+    second.make_protocol = [](std::size_t) { return std::make_unique<line_echo>(); };
+    c.listeners.push_back(std::move(second));
+    start(std::move(c));
+    const std::uint16_t other_port = _server->port(1);
+    SSL_SESSION* session = nullptr;
+    {
+        test::tls_client first(client_with("client"));
+        ASSERT_TRUE(first.connect(_port)) << first.error();
+        ASSERT_TRUE(first.write_all("ping\n"));
+        std::string line;
+        ASSERT_TRUE(first.read_line(line));
+        session = first.session();
+        ASSERT_NE(session, nullptr);
+    }
+    {
+        test::tls_client same(client_with("client"));
+        ASSERT_TRUE(same.connect(_port, session)) << same.error();
+        EXPECT_TRUE(same.resumed()); // the control: it does resume on its own port
+    }
+    {
+        test::tls_client other(client_with("client"));
+        ASSERT_TRUE(other.connect(other_port, session)) << other.error();
+        EXPECT_FALSE(other.resumed());
+        ASSERT_TRUE(other.write_all("whoami\n"));
+        std::string line;
+        ASSERT_TRUE(other.read_line(line)) << other.error();
+        EXPECT_EQ(line, "urn:keyrail:sae:alice alice"); // a full handshake, verified again
+    }
+    SSL_SESSION_free(session);
+}
+
 TEST_F(engine_server, many_connections_pipelined_across_two_shards) {
     start(config());
     constexpr int threads_count = 8;
