@@ -146,10 +146,12 @@ private:
     bool _overflowed = false;
 };
 
-// park: the handler consumed a request whose answer comes later. The engine flushes what was
-// output, calls no on_data until shard_context::wake(id), and holds the request and idle
-// timeouts meanwhile (server_config::park_timeout bounds the wait; the protocol's own deadline
-// should be shorter). A parked connection counts as a request in flight for the drain.
+// park: the handler consumed a request whose answer comes later, or (consumed_bytes 0) wants
+// the same request offered again once woken: a retry. The engine flushes what was output,
+// calls no on_data until shard_context::wake(id), and holds the request and idle timeouts
+// meanwhile (server_config::park_timeout bounds the wait; the protocol's own deadline should
+// be shorter). After the wake, on_data sees every unconsumed byte again, the retried request
+// first. A parked connection counts as a request in flight for the drain.
 enum class after_flush : std::uint8_t { keep_open, close, park };
 
 // consumed_bytes: how much of `in` the handler used (0 = it needs more bytes). A handler that

@@ -144,9 +144,12 @@ result<void> shard::start() noexcept {
     // Connection slots and their buffers, allocated once. Per slot: the input limit, the
     // output limit, one recv staging buffer, one send staging buffer.
     const std::size_t slots = _config.connections_per_shard_max;
-    const std::size_t per_slot = _config.input_buffer_bytes + _config.output_buffer_bytes +
-                                 2 * _config.socket_buffer_bytes;
-    _arena = std::make_unique<char[]>(slots * per_slot);
+    // Rounded up so every slot's input buffer keeps the arena's 16-byte alignment: protocols
+    // may read 8-byte fields in place (the peer protocol's frames).
+    const std::size_t per_slot = (_config.input_buffer_bytes + _config.output_buffer_bytes +
+                                  2 * _config.socket_buffer_bytes + 63) &
+                                 ~std::size_t{63};
+    _arena = std::make_unique<char[]>(slots * per_slot); // 16-aligned (operator new[])
     _connections = std::make_unique<connection[]>(slots);
     _connection_count = static_cast<std::uint32_t>(slots);
     for (std::uint32_t i = 0; i < _connection_count; ++i) {
@@ -710,8 +713,13 @@ bool shard::process_input(connection& c) noexcept {
         }
         KEYRAIL_ASSERT(r.consumed_bytes <= c.in_len, "handler consumed %zu of %zu",
                        r.consumed_bytes, c.in_len);
-        KEYRAIL_ASSERT(r.then != after_flush::park || r.consumed_bytes > 0,
-                       "a handler parks only after consuming its request");
+        if (r.consumed_bytes == 0 && r.then == after_flush::park) {
+            // The handler will answer this request later: on the wake it is offered again
+            // (on_wake, then on_data with the same input), so nothing of it is lost.
+            c.parked = true;
+            c.parked_since_ns = _now_ns;
+            break;
+        }
         if (r.consumed_bytes == 0) {
             if (c.in_len == in_cap) {
                 KEYRAIL_LOG(warn, "engine",

@@ -30,6 +30,10 @@ public:
             return "response does not fit the output buffer";
         case errc::reservations_full:
             return "reservation table full";
+        case errc::pending:
+            return "keys not arrived yet";
+        case errc::link_unconfirmed:
+            return "key link not confirmed";
         }
         return "unknown etsi014 error";
     }

@@ -636,6 +636,11 @@ private:
         auto r = _service.dec_keys(dr, keys, sizes);
         if (!r) {
             secure_wipe(keys);
+            if (r.error() == errc::pending) {
+                handle_result later;
+                later.retry = true;
+                return later;
+            }
             return service_error(r.error());
         }
         std::size_t total = 0;
@@ -709,6 +714,10 @@ private:
             return error(503, "insufficient key material");
         case errc::reservations_full:
             return reservations_full();
+        case errc::link_unconfirmed:
+            return error(503, "the key link to the slave SAE's KME is not confirmed: wrong "
+                              "link secret, or the peer KME was never reached");
+        case errc::pending: // only dec_keys may answer it, and it never gets here
         case errc::unavailable:
             break;
         }

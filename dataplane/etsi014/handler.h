@@ -72,6 +72,10 @@ inline constexpr std::size_t response_bytes_min = 4096;
 struct handle_result {
     int http_status = 0;
     std::size_t response_bytes = 0; // the complete HTTP response at the start of out
+    // dec_keys only: the service answered errc::pending (keys whose peer notice has not
+    // arrived). Nothing was written; the caller waits and asks again, and once its wait is
+    // over tells the service not to answer pending any more (the standard 400 follows).
+    bool retry = false;
 };
 
 // Answers one request. out.size() >= response_bytes_min; with ws.response_bytes_max() every

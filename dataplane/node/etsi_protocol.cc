@@ -9,14 +9,71 @@ namespace keyrail::dataplane::node {
 
 namespace http = engine::http;
 
-etsi_protocol::etsi_protocol(const settings& cfg, std::unique_ptr<etsi014::key_service> service,
-                             const protocol_limits& limits)
-    : _cfg(cfg), _service(std::move(service)), _limits(limits), _workspace(limits.workspace),
+etsi_protocol::etsi_protocol(const settings& cfg, std::unique_ptr<local_key_service> service,
+                             const protocol_limits& limits, node_runtime* runtime,
+                             std::size_t shard_index)
+    : _cfg(cfg), _service(std::move(service)), _runtime(runtime), _shard_index(shard_index),
+      _limits(limits), _workspace(limits.workspace),
       _scratch_bytes(_workspace.response_bytes_max()),
-      _scratch(std::make_unique<char[]>(_scratch_bytes)) {}
+      _scratch(std::make_unique<char[]>(_scratch_bytes)) {
+    if (_runtime != nullptr) {
+        _runtime->slot(_shard_index).etsi = this;
+    }
+}
 
 etsi_protocol::~etsi_protocol() {
+    if (_runtime != nullptr) {
+        _runtime->slot(_shard_index).etsi = nullptr;
+    }
     secure_wipe(_scratch.get(), _scratch_bytes);
+}
+
+void etsi_protocol::end_wait(engine::shard_context& shard, wait_state& w) noexcept {
+    if (!w.waiting) {
+        return;
+    }
+    if (w.timer) {
+        (void)shard.cancel_timer(*w.timer);
+    }
+    w.waiting = false;
+    w.expired = false;
+    w.timer.reset();
+    if (_runtime != nullptr) {
+        _runtime->slot(_shard_index).dec_waiters.fetch_sub(1, std::memory_order_acq_rel);
+    }
+}
+
+void etsi_protocol::on_close(engine::connection_context& ctx) noexcept {
+    const std::uint32_t slot = ctx.id().slot;
+    if (slot < _waits.size()) {
+        end_wait(ctx.shard(), _waits[slot]);
+        _waits[slot] = {};
+    }
+}
+
+void etsi_protocol::on_timer(engine::shard_context& shard, engine::timer_id id,
+                             std::uint64_t arg) noexcept {
+    (void)id;
+    const auto slot = static_cast<std::uint32_t>(arg >> 32);
+    const auto token = static_cast<std::uint32_t>(arg);
+    if (slot >= _waits.size()) {
+        return;
+    }
+    wait_state& w = _waits[slot];
+    if (!w.waiting || w.token != token) {
+        return; // answered (or closed) since
+    }
+    w.timer.reset();
+    w.expired = true;
+    (void)shard.wake(w.id);
+}
+
+void etsi_protocol::wake_waiters(engine::shard_context& shard) noexcept {
+    for (const wait_state& w : _waits) {
+        if (w.waiting) {
+            (void)shard.wake(w.id); // handled again from the ready list, not from here
+        }
+    }
 }
 
 engine::admission etsi_protocol::on_open(engine::connection_context& ctx) noexcept {
@@ -80,7 +137,37 @@ engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
     }
     const std::string_view caller = _cfg.saes[static_cast<std::size_t>(sae - 1)].id;
     const std::span<char> scratch(_scratch.get(), _scratch_bytes);
-    const etsi014::handle_result r = etsi014::handle(_request, caller, *_service, _workspace, scratch);
+    const std::uint32_t slot = ctx.id().slot;
+    if (slot >= _waits.size()) {
+        _waits.resize(slot + 1); // once per slot index
+    }
+    wait_state& w = _waits[slot];
+    const bool may_wait = _runtime != nullptr && _cfg.dec_keys_wait_ms > 0 && !w.expired;
+    _service->begin_request(ctx.shard(), may_wait);
+    etsi014::handle_result r = etsi014::handle(_request, caller, *_service, _workspace, scratch);
+    if (r.retry) {
+        if (!w.waiting) {
+            w.waiting = true;
+            w.expired = false;
+            w.id = ctx.id();
+            ++w.token;
+            const std::uint64_t arg = (std::uint64_t{slot} << 32) | w.token;
+            auto t = ctx.shard().add_timer(std::uint64_t{_cfg.dec_keys_wait_ms} * 1'000'000u, 0,
+                                           *this, arg);
+            _runtime->slot(_shard_index).dec_waiters.fetch_add(1, std::memory_order_acq_rel);
+            if (t) {
+                w.timer = *t;
+            } else {
+                w.expired = true; // no timer to end the wait: answer now
+            }
+        }
+        if (!w.expired) {
+            return {0, engine::after_flush::park}; // offered again on the wake
+        }
+        _service->begin_request(ctx.shard(), false);
+        r = etsi014::handle(_request, caller, *_service, _workspace, scratch);
+    }
+    end_wait(ctx.shard(), w);
     const bool copied = out.append(scratch.first(r.response_bytes));
     secure_wipe(scratch.data(), r.response_bytes);
     if (!copied) {

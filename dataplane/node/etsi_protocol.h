@@ -7,8 +7,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "dataplane/etsi014/handler.h"
+#include "dataplane/node/local_key_service.h"
+#include "dataplane/node/node_runtime.h"
 #include "dataplane/node/settings.h"
 #include "engine/http/parser.h"
 #include "engine/protocol.h"
@@ -20,16 +24,24 @@ struct protocol_limits {
     etsi014::workspace_limits workspace;
 };
 
-class etsi_protocol final : public engine::protocol {
+class etsi_protocol final : public engine::protocol, public engine::timer_handler {
 public:
-    // Allocates the workspace and the scratch buffer (start-up, on the shard's thread).
-    etsi_protocol(const settings& cfg, std::unique_ptr<etsi014::key_service> service,
-                  const protocol_limits& limits);
+    // Allocates the workspace and the scratch buffer (start-up, on the shard's thread) and
+    // registers itself in runtime's slot for shard_index (runtime may be null: no waits).
+    etsi_protocol(const settings& cfg, std::unique_ptr<local_key_service> service,
+                  const protocol_limits& limits, node_runtime* runtime = nullptr,
+                  std::size_t shard_index = 0);
     ~etsi_protocol() override;
 
     engine::admission on_open(engine::connection_context& ctx) noexcept override;
     engine::handler_result on_data(engine::connection_context& ctx, std::span<const char> in,
                                    engine::output& out) noexcept override;
+    void on_close(engine::connection_context& ctx) noexcept override;
+    // A dec_keys wait ran out (arg: connection slot and wait token).
+    void on_timer(engine::shard_context& shard, engine::timer_id id,
+                  std::uint64_t arg) noexcept override;
+    // Keys arrived from a peer: every dec_keys waiting on this shard asks again.
+    void wake_waiters(engine::shard_context& shard) noexcept;
 
     // The engine output buffer that fits every response this protocol writes.
     [[nodiscard]] std::size_t response_bytes_max() const noexcept { return _scratch_bytes; }
@@ -40,8 +52,22 @@ public:
     static constexpr std::uint64_t continue_sent = std::uint64_t{1} << 32;
 
 private:
+    // A dec_keys parked until the peer's Reserve arrives or its wait runs out. The request
+    // stays in the engine's input buffer and is handled again on each wake.
+    struct wait_state {
+        bool waiting = false;
+        bool expired = false; // the wait is over: answer now, 400 if still missing
+        std::uint32_t token = 0;
+        engine::connection_id id{};
+        std::optional<engine::timer_id> timer;
+    };
+    void end_wait(engine::shard_context& shard, wait_state& w) noexcept;
+
     const settings& _cfg;
-    std::unique_ptr<etsi014::key_service> _service;
+    std::unique_ptr<local_key_service> _service;
+    node_runtime* _runtime;
+    std::size_t _shard_index;
+    std::vector<wait_state> _waits; // by connection slot
     protocol_limits _limits;
     etsi014::workspace _workspace;
     std::size_t _scratch_bytes = 0;

@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include "dataplane/node/node_runtime.h"
+#include "dataplane/node/peer_link.h"
 #include "engine/assert.h"
 
 namespace keyrail::dataplane::node {
@@ -15,16 +17,50 @@ std::uint64_t monotonic_clock::now_ns() const noexcept {
 
 using etsi014::errc;
 
-result<sae_id> local_key_service::local_sae(std::string_view id) const noexcept {
+result<sae_id> local_key_service::known_sae(std::string_view id) const noexcept {
     const auto index = _cfg.find_sae(id);
     if (!index) {
         return fail(errc::unknown_sae);
     }
-    if (_cfg.saes[*index].home != sae_home::local) {
-        // Known, but on another node: relay does not exist yet.
-        return fail(errc::unavailable);
-    }
     return sae_id{static_cast<std::uint64_t>(*index) + 1};
+}
+
+result<sae_id> local_key_service::local_sae(std::string_view id) const noexcept {
+    auto s = known_sae(id);
+    if (s && _cfg.saes[s->value - 1].home != sae_home::local) {
+        return fail(errc::unauthorized); // a caller homed elsewhere calls its own KME
+    }
+    return s;
+}
+
+result<local_key_service::route> local_key_service::route_to(
+    std::span<const sae_id> slaves) const noexcept {
+    std::string_view remote;
+    for (const sae_id s : slaves) {
+        const sae_entry& e = _cfg.saes[s.value - 1];
+        if (e.home == sae_home::local) {
+            continue;
+        }
+        if (!remote.empty() && remote != e.home_node) {
+            return fail(errc::unavailable); // two neighbours: needs relay
+        }
+        remote = e.home_node;
+    }
+    if (remote.empty()) {
+        if (_source == nullptr) {
+            return fail(errc::unavailable);
+        }
+        return route{_source, std::nullopt, _cfg.kme_id};
+    }
+    const auto link = _cfg.find_link_to(remote);
+    if (!link || _runtime == nullptr || *link >= _runtime->links().size()) {
+        return fail(errc::unavailable); // not a neighbour: needs relay
+    }
+    peer_link& l = *_runtime->links()[*link];
+    if (!l.serving()) {
+        return fail(errc::link_unconfirmed);
+    }
+    return route{&l.source(), link, _cfg.links[*link].peer_node};
 }
 
 result<etsi014::status_info> local_key_service::status(std::string_view master_sae_id,
@@ -35,20 +71,22 @@ result<etsi014::status_info> local_key_service::status(std::string_view master_s
         // most; refuse it like any other unknown caller.
         return fail(errc::unauthorized);
     }
-    auto slave = local_sae(slave_sae_id);
+    auto slave = known_sae(slave_sae_id);
     if (!slave) {
         return fail(slave.error());
     }
-    if (_source == nullptr) {
-        return fail(errc::unavailable);
+    const sae_id one[] = {*slave};
+    auto r = route_to(one);
+    if (!r) {
+        return fail(r.error());
     }
-    const source_counts c = _source->counts(_clock.now_ns());
+    const source_counts c = r->source->counts(_clock.now_ns());
     auto per_key = blocks_for_key(_cfg.key_size_bits, c.block_bytes);
     KEYRAIL_ASSERT(per_key.has_value() && *per_key > 0, "key_size %u with %u-byte blocks",
                    _cfg.key_size_bits, c.block_bytes);
     etsi014::status_info s;
     s.source_kme_id = _cfg.kme_id;
-    s.target_kme_id = _cfg.kme_id; // both SAEs are homed here
+    s.target_kme_id = r->target_kme;
     s.master_sae_id = master_sae_id;
     s.slave_sae_id = slave_sae_id;
     s.key_size_bits = _cfg.key_size_bits;
@@ -58,7 +96,9 @@ result<etsi014::status_info> local_key_service::status(std::string_view master_s
     s.max_key_size_bits = _cfg.max_key_size_bits;
     s.min_key_size_bits = _cfg.min_key_size_bits;
     s.max_sae_id_count = _cfg.max_sae_id_count;
-    s.key_rate_per_s = _cfg.key_rate_bits_per_s / _cfg.key_size_bits;
+    const std::uint64_t rate = r->link ? _runtime->links()[*r->link]->rate_bps()
+                                       : _cfg.key_rate_bits_per_s;
+    s.key_rate_per_s = rate / _cfg.key_size_bits;
     return s;
 }
 
@@ -71,7 +111,7 @@ result<void> local_key_service::enc_keys(const etsi014::enc_request& req,
     }
     std::array<sae_id, slaves_max> slaves{};
     std::size_t slave_count = 0;
-    auto first = local_sae(req.slave_sae_id);
+    auto first = known_sae(req.slave_sae_id);
     if (!first) {
         return fail(first.error());
     }
@@ -81,9 +121,14 @@ result<void> local_key_service::enc_keys(const etsi014::enc_request& req,
         return fail(errc::too_many_slaves);
     }
     for (std::string_view extra : req.additional_slave_sae_ids) {
-        auto s = local_sae(extra);
+        auto s = known_sae(extra);
         if (!s) {
             return fail(s.error());
+        }
+        for (std::size_t i = 0; i < slave_count; ++i) {
+            if (slaves[i] == *s) {
+                return fail(errc::too_many_slaves); // named twice
+            }
         }
         slaves[slave_count++] = *s;
     }
@@ -94,12 +139,17 @@ result<void> local_key_service::enc_keys(const etsi014::enc_request& req,
     if (req.number == 0 || req.number > _cfg.max_key_per_request) {
         return fail(errc::number_unsupported);
     }
-    if (_source == nullptr) {
-        return fail(errc::unavailable);
+    const std::span<const sae_id> named(slaves.data(), slave_count);
+    auto r = route_to(named);
+    if (!r) {
+        return fail(r.error());
     }
-    const reserve_args args{req.size_bits, req.number, *master,
-                            std::span<const sae_id>(slaves.data(), slave_count)};
-    return _source->reserve(_clock.now_ns(), args, ids_out, key_bytes_out);
+    const reserve_args args{req.size_bits, req.number, *master, named};
+    auto done = r->source->reserve(_clock.now_ns(), args, ids_out, key_bytes_out);
+    if (done && r->link && _shard != nullptr) {
+        _runtime->request_flush(*_shard, *r->link);
+    }
+    return done;
 }
 
 result<void> local_key_service::dec_keys(const etsi014::dec_request& req,
@@ -109,16 +159,50 @@ result<void> local_key_service::dec_keys(const etsi014::dec_request& req,
     if (!caller) {
         return fail(errc::unauthorized);
     }
-    const auto master_index = _cfg.find_sae(req.master_sae_id);
-    if (!master_index) {
-        return fail(errc::unknown_sae);
+    auto master = known_sae(req.master_sae_id);
+    if (!master) {
+        return fail(master.error());
     }
-    if (_source == nullptr) {
-        return fail(errc::unavailable);
+    const sae_entry& m = _cfg.saes[master->value - 1];
+    const std::uint64_t now_ns = _clock.now_ns();
+    bool pending = false;
+    // Each source either delivers every key or changes nothing; not_found moves on.
+    auto attempt = [&](local_source* src) -> std::optional<result<void>> {
+        if (src == nullptr) {
+            return std::nullopt;
+        }
+        auto got = src->deliver(now_ns, *master, *caller, req.ids, key_bytes_out,
+                                key_bytes_each_out);
+        if (got) {
+            return got;
+        }
+        if (got.error() == errc::pending) {
+            pending = true;
+            return std::nullopt;
+        }
+        if (got.error() == errc::not_found) {
+            return std::nullopt;
+        }
+        return got;
+    };
+    if (m.home == sae_home::local) {
+        if (auto r = attempt(_source)) {
+            return *r;
+        }
     }
-    const sae_id master{static_cast<std::uint64_t>(*master_index) + 1};
-    return _source->deliver(_clock.now_ns(), master, *caller, req.ids, key_bytes_out,
-                            key_bytes_each_out);
+    if (_runtime != nullptr) {
+        for (peer_link* l : _runtime->links()) {
+            if (auto r = attempt(&l->source())) {
+                return *r;
+            }
+        }
+    }
+    // A peer's master: its Reserve may still be on the way. Wait while the caller may.
+    const bool neighbour_master = m.home == sae_home::remote && _cfg.find_link_to(m.home_node);
+    if (_may_wait && (pending || neighbour_master)) {
+        return fail(errc::pending);
+    }
+    return fail(errc::not_found);
 }
 
 } // namespace keyrail::dataplane::node

@@ -136,10 +136,14 @@ bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noe
             continue;
         }
         const stream_status st = _stream.status();
-        if (st.available_blocks >= _options.ingest_cap_blocks) {
+        // A link stream counts this node's share (times the number of shares): the peer's
+        // unused blocks must not stop the blocks this node serves from arriving.
+        const std::uint64_t held = shared() ? st.owned_available_blocks * _stream.owner().stride
+                                            : st.available_blocks;
+        if (held >= _options.ingest_cap_blocks) {
             return false; // the device holds the rest until keys are consumed
         }
-        std::uint64_t want = _options.ingest_cap_blocks - st.available_blocks;
+        std::uint64_t want = _options.ingest_cap_blocks - held;
         want = std::min<std::uint64_t>(want, pump_batch_blocks);
         want = std::min<std::uint64_t>(want, blocks_max - appended_blocks);
         const std::uint64_t first = _source->next_sequence();
@@ -235,8 +239,15 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
             failure = c.error();
         } else {
             const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
+            bool tell_peer = false;
+            for (const sae_id slave : args.slaves) {
+                tell_peer = tell_peer || sae_at_peer(slave);
+            }
             for (std::uint32_t i = 0; i < args.number; ++i) {
                 expiry_push_locked(deadline_ns, to_store(ids_out[i]));
+                if (tell_peer) {
+                    _outbox.push_back(to_store(ids_out[i]));
+                }
             }
             return {};
         }
@@ -277,8 +288,12 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
         if (slave == view->slave_count) {
             return fail(etsi014::errc::unauthorized);
         }
-        if (delivered_to_locked(id, slave)) {
+        if (((view->delivered_mask >> slave) & 1u) != 0 || delivered_to_locked(id, slave)) {
             return fail(etsi014::errc::not_found);
+        }
+        if (!_stream.key_ready(id)) {
+            // A peer's key whose blocks this end's driver has not delivered yet.
+            return fail(etsi014::errc::pending);
         }
         for (std::size_t j = 0; j < i; ++j) {
             if (to_store(ids[j]).equals(id)) {
@@ -428,6 +443,9 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
         delivered_erase_locked(e.id);
         if (_stream.expire_key(e.id)) {
             ++expired;
+            if (shared() && _voids.size() < _options.reservations_max) {
+                _voids.push_back(e.id); // the peer drops its copy too
+            }
         }
         _expiry_head = (_expiry_head + 1) % _expiry.size();
         --_expiry_count;

@@ -19,9 +19,12 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "dataplane/etsi014/uuid.h"
+#include "dataplane/node/settings.h"
+#include "dataplane/proto/encode.h"
 #include "dataplane/store/stream.h"
 #include "engine/result.h"
 
@@ -44,6 +47,10 @@ struct source_counts {
 };
 
 struct local_source_options {
+    // A link stream shares its blocks with the neighbour peer_node (ownership split by the
+    // store); empty peer_node: a stream only this node uses. cfg says where each SAE lives.
+    const settings* cfg = nullptr;
+    std::string peer_node;
     // The source pauses once this many blocks are available (the device keeps them; they
     // arrive later), so max_key_count bounds what the store holds.
     std::uint64_t ingest_cap_blocks = 0;
@@ -52,6 +59,16 @@ struct local_source_options {
     // The store's reservation slots per stream (store_config::reservations_max): sizes the
     // expiry queue, and a request that would pass it is refused before touching the store.
     std::uint32_t reservations_max = 1u << 14;
+};
+
+// Reserve notices for the peer, built by take_notices: every view points into this object's
+// vectors (reused across calls) or into the settings. Lives on: the peer connection's shard.
+struct notice_batch {
+    std::uint64_t batch_id = 0;
+    std::vector<proto::key_reservation_in> keys;
+    std::vector<proto::seq_run> runs;
+    std::vector<std::string_view> slaves;
+    std::vector<seq_t> seqs;
 };
 
 struct reserve_args {
@@ -97,6 +114,40 @@ public:
     bool pump(std::uint64_t now_ns, std::size_t blocks_max) noexcept;
     bool expire_due(std::uint64_t now_ns, std::size_t keys_max) noexcept;
 
+    // ---- A link stream's peer side (options.peer_node set); every call takes the lock. ----
+    [[nodiscard]] bool shared() const noexcept { return !_options.peer_node.empty(); }
+    [[nodiscard]] const std::string& peer_node() const noexcept { return _options.peer_node; }
+    // Start-up, before any shard runs: every reservation recovered from the store expires
+    // key_expiry after now_ns, and this node's own reservations with slaves at the peer are
+    // queued to be told again (the peer answers duplicate for those it has).
+    void recover(std::uint64_t now_ns);
+    // Up to keys_max queued reservations for one Reserve frame; moved to the in-flight list
+    // under out.batch_id until on_ack (or requeue). Returns the count (0: nothing to send).
+    std::size_t take_notices(std::size_t keys_max, notice_batch& out);
+    // The batch could not be sent (the connection's output was full): queue it again.
+    void requeue(std::uint64_t batch_id) noexcept;
+    // The connection closed: everything in flight goes out again on the next one.
+    void requeue_all() noexcept;
+    [[nodiscard]] bool has_outbound() noexcept;
+    // Where the stream stands, for StreamWatermark.
+    [[nodiscard]] stream_status stream_state() noexcept;
+    [[nodiscard]] ownership stream_owner() const noexcept { return _stream.owner(); }
+    // The peer persisted batches first..last: each key is ok unless listed in exceptions. An
+    // ok (or duplicate) key is served for its slaves at the peer, so once this node's own
+    // slaves (if any) have it, its blocks are wiped; a refused key is expired here.
+    void on_ack(std::uint64_t first, std::uint64_t last,
+                std::span<const proto::key_ack_in> exceptions) noexcept;
+    // Up to max key IDs to void at the peer (expired unfetched here).
+    std::size_t take_voids(std::size_t max, std::vector<proto::key_id_bytes>& out);
+    // The peer's Reserve: reserves each key on the peer's share for the slaves homed here,
+    // then one group commit. exceptions gets every key not ok. Error: the commit failed (do
+    // not ack; the peer resends after a reconnect).
+    [[nodiscard]] result<std::size_t> apply_reserve(std::uint64_t now_ns,
+                                                    const proto::fb::Reserve& batch,
+                                                    std::vector<proto::key_ack_in>& exceptions);
+    // The peer dropped these keys: expire them here too.
+    void apply_void(const proto::fb::Void& v) noexcept;
+
     // Tests and logs: reservations waiting in the expiry queue, keys expired so far.
     [[nodiscard]] std::size_t expiry_queued() noexcept;
     [[nodiscard]] std::uint64_t expired_total() noexcept;
@@ -133,7 +184,16 @@ private:
     static constexpr std::size_t pump_batch_blocks = 256;
     static constexpr std::size_t pump_request_blocks_max = std::size_t{1} << 20;
 
-    std::mutex _lock;
+    [[nodiscard]] bool sae_at_peer(sae_id id) const noexcept;
+    [[nodiscard]] bool sae_here(sae_id id) const noexcept;
+    void serve_peer_slaves_locked(const dataplane::key_id& id) noexcept;
+
+    struct inflight_batch {
+        std::uint64_t batch_id = 0;
+        std::vector<dataplane::key_id> ids;
+    };
+
+    mutable std::mutex _lock;
     stream& _stream;
     std::unique_ptr<block_source> _source;
     local_source_options _options;
@@ -157,6 +217,14 @@ private:
     // full. The store's key_view does not say which slaves have a key, and a dec_keys must know
     // before it delivers anything. Empty after a restart (see deliver).
     std::vector<delivered_entry> _delivered;
+    // Link streams: reservations of this node's share not yet told to the peer, batches sent
+    // and not acked, and keys to void at the peer. Bounded by the reservation table (every
+    // entry names a live reservation) except the voids, capped at reservations_max.
+    std::vector<dataplane::key_id> _outbox;
+    std::vector<inflight_batch> _inflight;
+    std::vector<dataplane::key_id> _voids;
+    std::uint64_t _next_batch = 1;
+    std::vector<seq_t> _scratch_seqs; // one peer key's seqs (apply_reserve)
 };
 
 } // namespace keyrail::dataplane::node

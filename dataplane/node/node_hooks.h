@@ -1,18 +1,23 @@
 #pragma once
-// Shard hooks of a node. Shard 0 owns the local source's timers: a pump that appends the
+// Shard hooks of a node. Shard 0 owns the key sources' timers: a pump that appends each
 // device's blocks every pump_period (bounded batch), and an expiry sweep every expiry_period
 // (bounded count) that voids reservations no slave fetched in time. When a bounded step leaves
 // work behind, a one-shot timer continues it on the next loop turn, so the timers keep up with
-// any load while no single turn does unbounded work. On drain, shard 0 cancels them and makes
-// the store durable (every connection of every shard is closed by then, so nothing races the
-// final commit).
+// any load while no single turn does unbounded work. Every shard answers the node's shard
+// messages (node_runtime): flush a link's notices, wake parked dec_keys. On drain, shard 0
+// cancels its timers and makes the store durable (every connection of every shard is closed
+// by then, so nothing races the final commit).
 // Lives on: one instance per shard; only shard 0's arms timers.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
+#include "dataplane/node/etsi_protocol.h"
 #include "dataplane/node/local_key_service.h"
 #include "dataplane/node/local_source.h"
+#include "dataplane/node/node_runtime.h"
+#include "dataplane/node/peer_protocol.h"
 #include "engine/log.h"
 #include "engine/protocol.h"
 
@@ -27,11 +32,29 @@ struct timer_settings {
 
 class node_hooks final : public engine::shard_hooks, public engine::timer_handler {
 public:
-    explicit node_hooks(local_source* source, const timer_settings& timers = {}) noexcept
-        : _source(source), _timers(timers) {}
+    // sources: the local stream's (if any) and every link's; runtime may be null (no links).
+    explicit node_hooks(std::vector<local_source*> sources, node_runtime* runtime = nullptr,
+                        const timer_settings& timers = {}) noexcept
+        : _sources(std::move(sources)), _runtime(runtime), _timers(timers) {
+        std::erase(_sources, nullptr);
+    }
+
+    void on_message(engine::shard_context& shard,
+                    const engine::shard_message& message) noexcept override {
+        if (_runtime == nullptr) {
+            return;
+        }
+        shard_slot& slot = _runtime->slot(shard.shard_index());
+        if (message.kind == node_runtime::msg_flush_link && slot.peer != nullptr &&
+            message.handle < _runtime->links().size()) {
+            slot.peer->flush_link(shard, static_cast<std::size_t>(message.handle));
+        } else if (message.kind == node_runtime::msg_wake_dec && slot.etsi != nullptr) {
+            slot.etsi->wake_waiters(shard);
+        }
+    }
 
     void on_start(engine::shard_context& shard) noexcept override {
-        if (shard.shard_index() != 0 || _source == nullptr) {
+        if (shard.shard_index() != 0 || _sources.empty()) {
             return;
         }
         _pump = arm(shard, _timers.pump_period_ns, _timers.pump_period_ns, arg_pump);
@@ -49,21 +72,40 @@ public:
             if (arg == arg_pump_more) {
                 _pump_more_armed = false;
             }
-            if (_source->pump(now_ns, _timers.pump_blocks_max) && !_pump_more_armed) {
+            bool more = false;
+            for (local_source* s : _sources) {
+                more = s->pump(now_ns, _timers.pump_blocks_max) || more;
+            }
+            if (more && !_pump_more_armed) {
                 _pump_more_armed = arm(shard, 0, 0, arg_pump_more).has_value();
+            }
+            if (_runtime != nullptr) {
+                // A dec_keys may be waiting for blocks this end's driver had not delivered.
+                _runtime->wake_dec_waiters(shard);
             }
             return;
         }
         if (arg == arg_expiry_more) {
             _expiry_more_armed = false;
         }
-        if (_source->expire_due(now_ns, _timers.expiry_keys_max) && !_expiry_more_armed) {
+        bool more = false;
+        for (local_source* s : _sources) {
+            more = s->expire_due(now_ns, _timers.expiry_keys_max) || more;
+        }
+        if (_runtime != nullptr) {
+            for (std::size_t i = 0; i < _runtime->links().size(); ++i) {
+                if (_runtime->links()[i]->source().has_outbound()) {
+                    _runtime->request_flush(shard, i); // Voids for what expired
+                }
+            }
+        }
+        if (more && !_expiry_more_armed) {
             _expiry_more_armed = arm(shard, 0, 0, arg_expiry_more).has_value();
         }
     }
 
     void on_drain(engine::shard_context& shard) noexcept override {
-        if (shard.shard_index() != 0 || _source == nullptr) {
+        if (shard.shard_index() != 0 || _sources.empty()) {
             return;
         }
         _draining = true;
@@ -73,9 +115,11 @@ public:
         if (_expiry) {
             (void)shard.cancel_timer(*_expiry);
         }
-        if (auto done = _source->commit(); !done) {
-            KEYRAIL_LOG(error, "node", "drain: store commit failed: %s",
-                        done.error().message().c_str());
+        for (local_source* s : _sources) {
+            if (auto done = s->commit(); !done) {
+                KEYRAIL_LOG(error, "node", "drain: store commit failed: %s",
+                            done.error().message().c_str());
+            }
         }
     }
 
@@ -98,7 +142,8 @@ private:
         return *t;
     }
 
-    local_source* _source;
+    std::vector<local_source*> _sources;
+    node_runtime* _runtime;
     timer_settings _timers;
     monotonic_clock _clock; // the clock reserve() stamps deadlines with
     std::optional<engine::timer_id> _pump;

@@ -13,4 +13,13 @@ std::optional<std::size_t> settings::find_sae(std::string_view id) const noexcep
     return std::nullopt;
 }
 
+std::optional<std::size_t> settings::find_link_to(std::string_view node) const noexcept {
+    for (std::size_t i = 0; i < links.size(); ++i) {
+        if (links[i].peer_node == node) {
+            return i;
+        }
+    }
+    return std::nullopt;
+}
+
 } // namespace keyrail::dataplane::node

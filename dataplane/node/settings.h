@@ -19,6 +19,13 @@ enum class sae_home : std::uint8_t { local, remote };
 struct sae_entry {
     std::string id;
     sae_home home = sae_home::local;
+    std::string home_node; // the node id of its KME (this node's when home is local)
+};
+
+// A key link to a neighbour: its id (the same at both ends) and the neighbour's node id.
+struct link_entry {
+    std::string id;
+    std::string peer_node;
 };
 
 struct settings {
@@ -26,6 +33,8 @@ struct settings {
     identity_mode identity = identity_mode::san_uri;
     std::string san_uri_prefix = "urn:keyrail:sae:";
     std::vector<sae_entry> saes; // index + 1 is the store's sae_id value
+    std::vector<link_entry> links;
+    std::uint32_t dec_keys_wait_ms = 50; // how long dec_keys waits for a peer's Reserve
 
     std::uint32_t key_size_bits = 256;
     std::uint32_t min_key_size_bits = 8;
@@ -37,6 +46,8 @@ struct settings {
 
     // The index of the SAE with this ID, if configured.
     [[nodiscard]] std::optional<std::size_t> find_sae(std::string_view id) const noexcept;
+    // The index of the link to this neighbour node, if there is one.
+    [[nodiscard]] std::optional<std::size_t> find_link_to(std::string_view node) const noexcept;
 };
 
 } // namespace keyrail::dataplane::node

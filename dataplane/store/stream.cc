@@ -1347,16 +1347,19 @@ result<delivered_key> stream::deliver(const key_id& id, sae_id caller,
     if ((r.delivered_mask >> slave) & 1u) {
         return fail(errc::already_delivered);
     }
-    if (out.size() < r.key_bits / 8) {
-        return fail(errc::invalid_argument);
-    }
-    for (std::size_t i = 0; i < r.run_count; ++i) {
-        if (r.runs[i].first + std::uint64_t{r.runs[i].count - 1} * _own.stride >= _ingested) {
-            return fail(errc::key_not_ready);
+    if (!out.empty()) {
+        if (out.size() < r.key_bits / 8) {
+            return fail(errc::invalid_argument);
         }
-    }
-    if (auto copied = copy_key(r, out); !copied) {
-        return fail(copied.error());
+        for (std::size_t i = 0; i < r.run_count; ++i) {
+            if (r.runs[i].first + std::uint64_t{r.runs[i].count - 1} * _own.stride >=
+                _ingested) {
+                return fail(errc::key_not_ready);
+            }
+        }
+        if (auto copied = copy_key(r, out); !copied) {
+            return fail(copied.error());
+        }
     }
     const std::uint32_t key_bytes = r.key_bits / 8;
     r.delivered_mask = static_cast<std::uint8_t>(r.delivered_mask | (1u << slave));
@@ -1424,7 +1427,33 @@ result<key_view> stream::find_key(const key_id& id) const noexcept {
     v.key_bits = r.key_bits;
     v.slave_count = r.slave_count;
     v.slaves = r.slaves;
+    v.delivered_mask = r.delivered_mask;
     return v;
+}
+
+bool stream::key_ready(const key_id& id) const noexcept {
+    const std::uint32_t e = index_find(id);
+    if (e == 0) {
+        return false;
+    }
+    const reservation& r = _slots[e - 1];
+    for (std::size_t i = 0; i < r.run_count; ++i) {
+        if (r.runs[i].first + std::uint64_t{r.runs[i].count - 1} * _own.stride >= _ingested) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::size_t stream::key_ids(std::vector<key_id>& out) const {
+    std::size_t n = 0;
+    for (const reservation& r : _slots) {
+        if (r.used) {
+            out.push_back(r.id);
+            ++n;
+        }
+    }
+    return n;
 }
 
 result<std::uint32_t> stream::key_seqs(const key_id& id, std::span<seq_t> out) const noexcept {

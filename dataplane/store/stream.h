@@ -50,6 +50,7 @@ struct key_view {
     std::uint32_t key_bits = 0;
     std::uint32_t slave_count = 0;
     std::array<sae_id, slaves_max> slaves{};
+    std::uint8_t delivered_mask = 0; // bit i: slaves[i] has been served
 };
 
 struct stream_status {
@@ -105,7 +106,9 @@ public:
                                                          std::span<const seq_t> seqs,
                                                          std::span<std::byte> out) noexcept;
     // dec_keys: caller must be a named slave; copies the key once per slave. When every slave
-    // has it, its blocks become delivered and are wiped after the commit.
+    // has it, its blocks become delivered and are wiped after the commit. An empty out marks
+    // the slave served without copying anything (another node served it: the peer's slaves of
+    // a key this node reserved), so the blocks need not be ingested.
     [[nodiscard]] result<delivered_key> deliver(const key_id& id, sae_id caller,
                                                 std::span<std::byte> out) noexcept;
     // Drops a reservation (timeout, peer Void): its blocks expire and are wiped.
@@ -117,6 +120,12 @@ public:
     // The plaintext of one block as stored (zeros once wiped): inspection and tests only.
     [[nodiscard]] result<void> read_block(seq_t seq, std::span<std::byte> out) noexcept;
     [[nodiscard]] result<key_view> find_key(const key_id& id) const noexcept;
+    // Appends the ID of every live reservation (recovery: resend and expiry after a restart);
+    // returns how many. Allocates: start-up and reconnects, not the request path.
+    std::size_t key_ids(std::vector<key_id>& out) const;
+    // True when every block of the key has been ingested here, so deliver can copy it (a
+    // peer's reservation may name blocks this end's driver has not delivered yet).
+    [[nodiscard]] bool key_ready(const key_id& id) const noexcept;
     // The sequence numbers of a key (at most blocks_max entries written); returns the count.
     [[nodiscard]] result<std::uint32_t> key_seqs(const key_id& id,
                                                  std::span<seq_t> out) const noexcept;

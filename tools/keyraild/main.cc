@@ -34,6 +34,9 @@
 #include "dataplane/node/local_key_service.h"
 #include "dataplane/node/local_source.h"
 #include "dataplane/node/node_hooks.h"
+#include "dataplane/node/node_runtime.h"
+#include "dataplane/node/peer_link.h"
+#include "dataplane/node/peer_protocol.h"
 #include "dataplane/node/settings.h"
 #include "dataplane/store/key_store.h"
 #include "drivers/sim/sim_link.h"
@@ -102,9 +105,15 @@ node::settings make_settings(const control::config& cfg) {
                      : node::identity_mode::san_uri;
     s.san_uri_prefix = cfg.sae_identity.san_uri_prefix;
     for (const control::sae_config& sae : cfg.saes) {
-        s.saes.push_back({sae.id, sae.home_node == cfg.node.id ? node::sae_home::local
-                                                               : node::sae_home::remote});
+        s.saes.push_back({sae.id,
+                          sae.home_node == cfg.node.id ? node::sae_home::local
+                                                       : node::sae_home::remote,
+                          sae.home_node});
     }
+    for (const control::link_config& link : cfg.links) {
+        s.links.push_back({link.id, link.peer});
+    }
+    s.dec_keys_wait_ms = cfg.limits.dec_keys_wait_ms;
     s.key_size_bits = cfg.limits.key_size;
     s.min_key_size_bits = cfg.limits.min_key_size;
     s.max_key_size_bits = cfg.limits.max_key_size;
@@ -203,6 +212,15 @@ std::unique_ptr<local_secret> derive_local_secret(std::span<const std::uint8_t> 
     return out;
 }
 
+// Blocks a source holds at most: max_key_count keys of the default size, and half the stream's
+// window so reserved keys always have room.
+std::uint64_t ingest_cap(const control::config& cfg, const dp::stream_status& st) {
+    const std::uint64_t per_key = (cfg.limits.key_size + cfg.store.block_bits - 1) /
+                                  cfg.store.block_bits;
+    return std::min<std::uint64_t>(cfg.limits.max_key_count * per_key,
+                                   std::max<std::uint64_t>(1, st.capacity_blocks / 2));
+}
+
 // The key stream and its source for SAE pairs homed here: the first link's sim driver with a
 // node-local secret (above), until the peer protocol lands. nullptr when the node has no link.
 std::unique_ptr<node::local_source> make_local_source(const control::config& cfg,
@@ -248,12 +266,7 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
     if (!sim) {
         throw startup_error("links[0] '" + link.id + "': sim driver: " + sim.error().message());
     }
-    // Blocks held at most: max_key_count keys of the default size, and half the stream's
-    // window so reserved keys always have room.
-    const std::uint64_t per_key = (cfg.limits.key_size + cfg.store.block_bits - 1) /
-                                  cfg.store.block_bits;
-    const std::uint64_t cap = std::min<std::uint64_t>(cfg.limits.max_key_count * per_key,
-                                                      std::max<std::uint64_t>(1, st.capacity_blocks / 2));
+    const std::uint64_t cap = ingest_cap(cfg, st);
     KEYRAIL_LOG(info, "keyraild",
                 "local key source: link '%s' (sim, %llu bit/s), stream %u resumes at seq %llu, "
                 "%llu blocks available, holding at most %llu; %u reservation slots, unfetched "
@@ -267,8 +280,92 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
     options.ingest_cap_blocks = cap;
     options.key_expiry_ns = std::uint64_t{cfg.limits.key_expiry_s} * 1'000'000'000u;
     options.reservations_max = cfg.store.reservations_max;
-    return std::make_unique<node::local_source>(
+    auto source = std::make_unique<node::local_source>(
         stream, std::make_unique<sim_source>(std::move(*sim)), options);
+    source->recover(monotonic_now_ns());
+    return source;
+}
+
+// A link's stream id in this node's store: a hash of the link id (the same at both ends and
+// independent of the order of links in the file), below local_stream_base.
+std::uint32_t link_stream_id(const std::string& link_id) {
+    std::uint32_t h = 2166136261u; // FNV-1a
+    for (const char c : link_id) {
+        h = (h ^ static_cast<std::uint8_t>(c)) * 16777619u;
+    }
+    h &= local_stream_base - 1;
+    return h == 0 ? 1 : h;
+}
+
+// One link's stream, shared with the neighbour: even sequence numbers belong to the node whose
+// id sorts first, odd ones to the other. Its sim driver uses the link secret itself, so both
+// ends derive the same blocks.
+struct link_parts {
+    std::unique_ptr<node::local_source> source;
+    std::unique_ptr<node::peer_link> link;
+};
+
+link_parts make_link(const control::config& cfg, const node::settings& settings,
+                     dp::key_store& store, std::size_t index) {
+    const control::link_config& link = cfg.links[index];
+    const std::string where = "links[" + std::to_string(index) + "] '" + link.id + "'";
+    const dp::stream_id id{link_stream_id(link.id)};
+    const dp::ownership own{2, cfg.node.id < link.peer ? 0u : 1u};
+    auto found = store.find(id);
+    if (!found && found.error() == dp::errc::unknown_stream) {
+        found = store.create_stream(id, own);
+    }
+    if (!found) {
+        throw startup_error("store '" + cfg.store.dir.string() + "': " + where + ": " +
+                            found.error().message());
+    }
+    dp::stream& stream = **found;
+    if (stream.owner().stride != own.stride || stream.owner().offset != own.offset) {
+        throw startup_error(where + ": the store's stream " + std::to_string(id.value) +
+                            " has another share (was the node id changed?)");
+    }
+    auto secret = control::read_link_secret(link.sim);
+    if (!secret) {
+        throw startup_error(where + ": link secret: " + secret.error().message());
+    }
+    const dp::stream_status st = stream.status();
+    keyrail::drivers::sim::sim_link_config sc;
+    sc.link_id = link.id;
+    sc.secret = secret->bytes();
+    sc.block_bytes = stream.block_bytes();
+    sc.rate_bps = link.sim.rate_bps;
+    sc.burst_blocks = link.sim.burst_blocks;
+    sc.jitter_percent = link.sim.jitter_percent;
+    sc.seed = link.sim.seed;
+    sc.start_ns = monotonic_now_ns();
+    sc.first_sequence = st.ingested;
+    auto sim = keyrail::drivers::sim::sim_link::create(sc);
+    if (!sim) {
+        throw startup_error(where + ": sim driver: " + sim.error().message());
+    }
+    const auto confirmation = sim->key_confirmation();
+    node::local_source_options options;
+    options.cfg = &settings;
+    options.peer_node = link.peer;
+    options.ingest_cap_blocks = ingest_cap(cfg, st);
+    options.key_expiry_ns = std::uint64_t{cfg.limits.key_expiry_s} * 1'000'000'000u;
+    options.reservations_max = cfg.store.reservations_max;
+    link_parts parts;
+    parts.source = std::make_unique<node::local_source>(
+        stream, std::make_unique<sim_source>(std::move(*sim)), options);
+    parts.source->recover(monotonic_now_ns());
+    parts.link = std::make_unique<node::peer_link>(
+        link.id, cfg.node.id, link.peer, link.sim.rate_bps, *parts.source, confirmation,
+        cfg.store.dir / ("link-" + link.id + ".confirmed"));
+    KEYRAIL_LOG(info, "keyraild",
+                "link '%s' to %s: stream %u (share %u of %u) resumes at seq %llu, %llu own blocks "
+                "available; %s",
+                link.id.c_str(), link.peer.c_str(), id.value, own.offset, own.stride,
+                static_cast<unsigned long long>(st.ingested),
+                static_cast<unsigned long long>(st.owned_available_blocks),
+                parts.link->serving() ? "confirmed before: serving keys"
+                                      : "serving keys once the peer confirms the link secret");
+    return parts;
 }
 
 node::protocol_limits make_protocol_limits(const control::config& cfg) {
@@ -302,6 +399,23 @@ int run_node(const std::string& config_path) {
                             hint);
     }
     std::unique_ptr<node::local_source> source = make_local_source(cfg, **store);
+    std::vector<link_parts> links;
+    std::vector<node::peer_link*> link_ptrs;
+    std::vector<node::local_source*> sources{source.get()};
+    for (std::size_t i = 0; i < cfg.links.size(); ++i) {
+        for (std::size_t j = 0; j < i; ++j) {
+            if (link_stream_id(cfg.links[i].id) == link_stream_id(cfg.links[j].id)) {
+                throw startup_error("links '" + cfg.links[j].id + "' and '" + cfg.links[i].id +
+                                    "' hash to the same stream id: rename one");
+            }
+        }
+        links.push_back(make_link(cfg, settings, **store, i));
+        link_ptrs.push_back(links.back().link.get());
+        sources.push_back(links.back().source.get());
+    }
+    // Made once the shard count is known (after server::create), before run() starts the
+    // shards that use it.
+    std::unique_ptr<node::node_runtime> runtime;
     // Quoted by the 503 of a full reservation table; set before any shard thread starts.
     keyrail::dataplane::etsi014::set_reservation_limits(
         {cfg.store.reservations_max, cfg.limits.key_expiry_s});
@@ -325,18 +439,60 @@ int run_node(const std::string& config_path) {
     l.tls.key_file = cfg.tls.key;
     l.tls.ca_file = cfg.tls.sae_ca;
     l.tls.verify_depth = cfg.tls.verify_depth;
-    l.make_protocol = [&settings, source_ptr, limits](std::size_t) {
+    l.make_protocol = [&settings, source_ptr, limits, &runtime](std::size_t shard) {
         return std::make_unique<node::etsi_protocol>(
-            settings, std::make_unique<node::local_key_service>(settings, source_ptr, clock),
-            limits);
+            settings,
+            std::make_unique<node::local_key_service>(settings, source_ptr, clock, runtime.get()),
+            limits, runtime.get(), shard);
     };
     sc.listeners.push_back(std::move(l));
-    sc.make_shard_hooks = [source_ptr](std::size_t) {
-        return std::make_unique<node::node_hooks>(source_ptr);
+    // The peer API, and the links this node dials: the node whose id sorts first dials, so a
+    // link has one connection. Both use the peer protocol of listener 1.
+    std::vector<std::size_t> outbound_links;
+    if (!cfg.links.empty()) {
+        engine::listener_config p;
+        p.address = cfg.node.peer_api.address;
+        p.port = cfg.node.peer_api.port;
+        p.tls.cert_file = cfg.tls.cert;
+        p.tls.key_file = cfg.tls.key;
+        p.tls.ca_file = cfg.tls.peer_ca;
+        p.tls.verify_depth = cfg.tls.verify_depth;
+        for (std::size_t i = 0; i < cfg.links.size(); ++i) {
+            const control::link_config& link = cfg.links[i];
+            if (!(cfg.node.id < link.peer)) {
+                continue;
+            }
+            engine::outbound_config o;
+            o.address = link.peer_address.address;
+            o.port = link.peer_address.port;
+            o.tls.cert_file = cfg.tls.cert;
+            o.tls.key_file = cfg.tls.key;
+            o.tls.ca_file = cfg.tls.peer_ca;
+            o.tls.verify_depth = cfg.tls.verify_depth;
+            o.tls.expected_peer_uri = "urn:keyrail:node:" + link.peer;
+            o.shard_index = 0;
+            o.protocol_listener = 1;
+            o.backoff_min = std::chrono::milliseconds(50);
+            o.backoff_max = std::chrono::milliseconds(1000);
+            sc.outbound.push_back(std::move(o));
+            outbound_links.push_back(i);
+        }
+        const std::size_t frame_max = sc.input_buffer_bytes;
+        p.make_protocol = [&settings, &runtime, outbound_links, frame_max](std::size_t shard) {
+            return std::make_unique<node::peer_protocol>(settings, *runtime, shard, outbound_links,
+                                                         frame_max);
+        };
+        sc.listeners.push_back(std::move(p));
+    }
+    sc.make_shard_hooks = [sources, &runtime](std::size_t) {
+        return std::make_unique<node::node_hooks>(sources, runtime.get());
     };
-    sc.drain_hook = [source_ptr] {
-        if (source_ptr != nullptr) {
-            if (auto done = source_ptr->commit(); !done) {
+    sc.drain_hook = [sources] {
+        for (node::local_source* s : sources) {
+            if (s == nullptr) {
+                continue;
+            }
+            if (auto done = s->commit(); !done) {
                 KEYRAIL_LOG(error, "keyraild", "final store commit failed: %s",
                             done.error().message().c_str());
             }
@@ -349,9 +505,15 @@ int run_node(const std::string& config_path) {
                             std::to_string(cfg.node.sae_api.port) + ": " +
                             server.error().message());
     }
+    runtime = std::make_unique<node::node_runtime>((*server)->shard_count(), link_ptrs);
     KEYRAIL_LOG(info, "keyraild", "ready: node %s, SAE API on %s port %u, %zu shards, %zu SAEs",
                 cfg.node.id.c_str(), cfg.node.sae_api.address.c_str(), (*server)->port(0),
                 (*server)->shard_count(), cfg.saes.size());
+    if (!cfg.links.empty()) {
+        KEYRAIL_LOG(info, "keyraild", "peer API on %s port %u, %zu links (%zu dialled)",
+                    cfg.node.peer_api.address.c_str(), (*server)->port(1), cfg.links.size(),
+                    outbound_links.size());
+    }
     auto ran = (*server)->run();
     if (!ran) {
         throw startup_error("server: " + ran.error().message());

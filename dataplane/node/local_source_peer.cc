@@ -1,0 +1,363 @@
+// local_source: the peer side of a link stream. This node reserves keys from its own share and
+// answers its master SAEs at once; the reservations are queued here, sent to the peer in
+// batched Reserve frames by the peer protocol, and settled by the peer's ReserveAck. The
+// peer's own reservations arrive the same way and are persisted here for the slaves homed on
+// this node. See dataplane/node/README.md ("Two nodes").
+#include <algorithm>
+#include <cstring>
+
+#include "dataplane/errc.h"
+#include "dataplane/node/local_source.h"
+#include "engine/assert.h"
+#include "engine/log.h"
+#include "engine/secure.h"
+
+namespace keyrail::dataplane::node {
+namespace {
+
+[[nodiscard]] proto::key_id_bytes to_wire(const dataplane::key_id& id) noexcept {
+    proto::key_id_bytes out{};
+    std::memcpy(out.data(), id.bytes.data(), out.size());
+    return out;
+}
+
+[[nodiscard]] dataplane::key_id from_wire(const proto::fb::KeyId& id) noexcept {
+    dataplane::key_id out;
+    const auto* bytes = id.bytes();
+    for (std::size_t i = 0; i < out.bytes.size(); ++i) {
+        out.bytes[i] = static_cast<std::byte>(bytes->Get(static_cast<flatbuffers::uoffset_t>(i)));
+    }
+    return out;
+}
+
+[[nodiscard]] bool same(const proto::key_id_bytes& a, const dataplane::key_id& b) noexcept {
+    return std::memcmp(a.data(), b.bytes.data(), a.size()) == 0;
+}
+
+// The store's refusal of a peer reservation, as the status the ack carries.
+[[nodiscard]] proto::fb::ReserveStatus to_status(std::error_code ec) noexcept {
+    using proto::fb::ReserveStatus;
+    if (ec.category() == dataplane_category()) {
+        switch (static_cast<dataplane::errc>(ec.value())) {
+        case dataplane::errc::key_id_exists:
+            return ReserveStatus::duplicate;
+        case dataplane::errc::block_unavailable:
+            return ReserveStatus::conflict;
+        case dataplane::errc::not_peer_owned:
+            return ReserveStatus::not_owned;
+        case dataplane::errc::reservations_full:
+        case dataplane::errc::store_full:
+            return ReserveStatus::full;
+        default:
+            break;
+        }
+    }
+    return ReserveStatus::rejected;
+}
+
+} // namespace
+
+bool local_source::sae_at_peer(sae_id id) const noexcept {
+    if (!shared() || _options.cfg == nullptr || id.value == 0 ||
+        id.value > _options.cfg->saes.size()) {
+        return false;
+    }
+    return _options.cfg->saes[id.value - 1].home_node == _options.peer_node;
+}
+
+bool local_source::sae_here(sae_id id) const noexcept {
+    if (_options.cfg == nullptr || id.value == 0 || id.value > _options.cfg->saes.size()) {
+        return false;
+    }
+    return _options.cfg->saes[id.value - 1].home == sae_home::local;
+}
+
+void local_source::recover(std::uint64_t now_ns) {
+    const std::lock_guard guard(_lock);
+    std::vector<dataplane::key_id> ids;
+    _stream.key_ids(ids);
+    const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
+    std::size_t told = 0;
+    std::array<seq_t, 1> first{};
+    for (const dataplane::key_id& id : ids) {
+        // The store keeps no reservation time: a recovered key gets a full expiry from now,
+        // so it is late at most by the downtime plus one expiry, never kept for ever.
+        expiry_push_locked(deadline_ns, id);
+        if (!shared()) {
+            continue;
+        }
+        auto view = _stream.find_key(id);
+        auto n = _stream.key_seqs(id, first);
+        if (!view || !n || *n == 0 || !_stream.owner().owns(first[0])) {
+            continue; // the peer's key: the peer tells us again if it needs to
+        }
+        for (std::uint32_t s = 0; s < view->slave_count; ++s) {
+            if (((view->delivered_mask >> s) & 1u) == 0 && sae_at_peer(view->slaves[s])) {
+                _outbox.push_back(id);
+                ++told;
+                break;
+            }
+        }
+    }
+    if (!ids.empty()) {
+        KEYRAIL_LOG(info, "node",
+                    "stream %u: %zu reservations recovered (expire in %llu s), %zu to tell "
+                    "peer %s again",
+                    _stream.id().value, ids.size(),
+                    static_cast<unsigned long long>(_options.key_expiry_ns / 1'000'000'000u),
+                    told, shared() ? _options.peer_node.c_str() : "-");
+    }
+}
+
+std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) {
+    const std::lock_guard guard(_lock);
+    out.keys.clear();
+    out.runs.clear();
+    out.slaves.clear();
+    if (_outbox.empty() || keys_max == 0 || _options.cfg == nullptr) {
+        return 0;
+    }
+    const std::size_t take = std::min(keys_max, _outbox.size());
+    // Every view below points into these vectors: size them first so nothing moves.
+    out.runs.reserve(take * proto::limits::runs_max);
+    out.slaves.reserve(take * proto::limits::slaves_max);
+    out.keys.reserve(take);
+    out.seqs.resize(proto::limits::key_blocks_max);
+    inflight_batch batch;
+    batch.batch_id = _next_batch++;
+    batch.ids.reserve(take);
+    const std::uint32_t stride = _stream.owner().stride;
+    const auto& saes = _options.cfg->saes;
+    std::size_t used = 0;
+    for (; used < take; ++used) {
+        const dataplane::key_id& id = _outbox[_outbox.size() - 1 - used];
+        auto view = _stream.find_key(id);
+        if (!view) {
+            continue; // expired or voided since: nothing to tell
+        }
+        auto n = _stream.key_seqs(id, out.seqs);
+        if (!n || *n == 0) {
+            continue;
+        }
+        // Runs of consecutive owned seqs (the store's runs have the stream's stride).
+        const std::size_t runs_at = out.runs.size();
+        for (std::uint32_t i = 0; i < *n; ++i) {
+            const seq_t seq = out.seqs[i];
+            if (out.runs.size() > runs_at) {
+                proto::seq_run& last = out.runs.back();
+                if (last.first + std::uint64_t{last.count} * stride == seq) {
+                    ++last.count;
+                    continue;
+                }
+            }
+            if (out.runs.size() - runs_at == proto::limits::runs_max) {
+                break; // the store never makes keys this fragmented (key_runs_max)
+            }
+            out.runs.push_back({seq, 1, stride});
+        }
+        const std::size_t slaves_at = out.slaves.size();
+        for (std::uint32_t s = 0; s < view->slave_count; ++s) {
+            out.slaves.push_back(saes[view->slaves[s].value - 1].id);
+        }
+        proto::key_reservation_in k;
+        std::memcpy(k.key_id.data(), id.bytes.data(), k.key_id.size());
+        k.master_sae = saes[view->master.value - 1].id;
+        k.slave_saes = std::span<const std::string_view>(out.slaves.data() + slaves_at,
+                                                         out.slaves.size() - slaves_at);
+        k.runs = std::span<const proto::seq_run>(out.runs.data() + runs_at,
+                                                 out.runs.size() - runs_at);
+        k.size_bits = view->key_bits;
+        k.expiry_unix_ms = 1; // informational; each end expires on its own clock
+        out.keys.push_back(k);
+        batch.ids.push_back(id);
+    }
+    _outbox.resize(_outbox.size() - used);
+    if (batch.ids.empty()) {
+        return 0;
+    }
+    out.batch_id = batch.batch_id;
+    _inflight.push_back(std::move(batch));
+    return out.keys.size();
+}
+
+void local_source::requeue(std::uint64_t batch_id) noexcept {
+    const std::lock_guard guard(_lock);
+    for (auto it = _inflight.begin(); it != _inflight.end(); ++it) {
+        if (it->batch_id == batch_id) {
+            _outbox.insert(_outbox.end(), it->ids.begin(), it->ids.end());
+            _inflight.erase(it);
+            return;
+        }
+    }
+}
+
+void local_source::requeue_all() noexcept {
+    const std::lock_guard guard(_lock);
+    for (const inflight_batch& b : _inflight) {
+        _outbox.insert(_outbox.end(), b.ids.begin(), b.ids.end());
+    }
+    _inflight.clear();
+}
+
+bool local_source::has_outbound() noexcept {
+    const std::lock_guard guard(_lock);
+    return !_outbox.empty() || !_voids.empty();
+}
+
+stream_status local_source::stream_state() noexcept {
+    const std::lock_guard guard(_lock);
+    return _stream.status();
+}
+
+void local_source::serve_peer_slaves_locked(const dataplane::key_id& id) noexcept {
+    auto view = _stream.find_key(id);
+    if (!view) {
+        return;
+    }
+    for (std::uint32_t s = 0; s < view->slave_count; ++s) {
+        if (((view->delivered_mask >> s) & 1u) == 0 && sae_at_peer(view->slaves[s])) {
+            // Marks the slave served without copying; the last one wipes the blocks.
+            (void)_stream.deliver(id, view->slaves[s], {});
+        }
+    }
+}
+
+void local_source::on_ack(std::uint64_t first, std::uint64_t last,
+                          std::span<const proto::key_ack_in> exceptions) noexcept {
+    const std::lock_guard guard(_lock);
+    std::size_t refused = 0;
+    for (auto it = _inflight.begin(); it != _inflight.end();) {
+        if (it->batch_id < first || it->batch_id > last) {
+            ++it;
+            continue;
+        }
+        for (const dataplane::key_id& id : it->ids) {
+            auto status = proto::fb::ReserveStatus::ok;
+            for (const proto::key_ack_in& e : exceptions) {
+                if (same(e.key_id, id)) {
+                    status = e.status;
+                    break;
+                }
+            }
+            if (status == proto::fb::ReserveStatus::ok ||
+                status == proto::fb::ReserveStatus::duplicate) {
+                serve_peer_slaves_locked(id);
+            } else if (status == proto::fb::ReserveStatus::conflict) {
+                // Its blocks are taken at the peer: after a lost ack this is a key the peer
+                // already served (or expired). Either way no slave there gets it from us now.
+                serve_peer_slaves_locked(id);
+                ++refused;
+            } else {
+                delivered_erase_locked(id);
+                (void)_stream.expire_key(id);
+                ++refused;
+            }
+        }
+        it = _inflight.erase(it);
+    }
+    if (refused > 0) {
+        KEYRAIL_LOG(warn, "node", "stream %u: peer %s refused %zu reservations of batches %llu..%llu",
+                    _stream.id().value, _options.peer_node.c_str(), refused,
+                    static_cast<unsigned long long>(first), static_cast<unsigned long long>(last));
+    }
+    (void)commit_locked();
+}
+
+std::size_t local_source::take_voids(std::size_t max, std::vector<proto::key_id_bytes>& out) {
+    const std::lock_guard guard(_lock);
+    out.clear();
+    const std::size_t take = std::min(max, _voids.size());
+    for (std::size_t i = 0; i < take; ++i) {
+        out.push_back(to_wire(_voids[_voids.size() - 1 - i]));
+    }
+    _voids.resize(_voids.size() - take);
+    return take;
+}
+
+result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
+                                                const proto::fb::Reserve& batch,
+                                                std::vector<proto::key_ack_in>& exceptions) {
+    const std::lock_guard guard(_lock);
+    exceptions.clear();
+    KEYRAIL_ASSERT(_options.cfg != nullptr, "apply_reserve on a stream without settings");
+    const settings& cfg = *_options.cfg;
+    std::vector<seq_t>& seqs = _scratch_seqs;
+    std::size_t applied = 0;
+    const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
+    for (const proto::fb::KeyReservation* k : *batch.keys()) {
+        const dataplane::key_id id = from_wire(*k->key_id());
+        auto refuse = [&](proto::fb::ReserveStatus st) {
+            proto::key_ack_in a;
+            std::memcpy(a.key_id.data(), id.bytes.data(), a.key_id.size());
+            a.status = st;
+            exceptions.push_back(a);
+        };
+        // The master must be the peer's SAE; the slaves kept here are those homed here.
+        const auto master = cfg.find_sae(k->master_sae()->string_view());
+        if (!master || cfg.saes[*master].home_node != _options.peer_node) {
+            refuse(proto::fb::ReserveStatus::rejected);
+            continue;
+        }
+        std::array<sae_id, slaves_max> slaves{};
+        std::size_t slave_count = 0;
+        for (const flatbuffers::String* name : *k->slave_saes()) {
+            const auto s = cfg.find_sae(name->string_view());
+            if (s && cfg.saes[*s].home == sae_home::local && slave_count < slaves.size()) {
+                slaves[slave_count++] = sae_id{static_cast<std::uint64_t>(*s) + 1};
+            }
+        }
+        if (slave_count == 0) {
+            refuse(proto::fb::ReserveStatus::rejected);
+            continue;
+        }
+        seqs.clear();
+        bool owned_by_peer = true;
+        for (const proto::fb::SeqRun* r : *k->runs()) {
+            for (std::uint32_t i = 0; i < r->count(); ++i) {
+                const seq_t seq = r->first() + std::uint64_t{i} * r->stride();
+                owned_by_peer = owned_by_peer && !_stream.owner().owns(seq);
+                seqs.push_back(seq);
+            }
+        }
+        if (!owned_by_peer) {
+            refuse(proto::fb::ReserveStatus::not_owned);
+            continue;
+        }
+        const reserve_request req{k->size_bits(), sae_id{static_cast<std::uint64_t>(*master) + 1},
+                                  std::span<const sae_id>(slaves.data(), slave_count)};
+        auto done = _stream.reserve_specific(id, req, seqs, {});
+        if (!done) {
+            const auto st = to_status(done.error());
+            if (st != proto::fb::ReserveStatus::duplicate) {
+                KEYRAIL_LOG(info, "node", "stream %u: peer reservation refused: %s",
+                            _stream.id().value, done.error().message().c_str());
+            }
+            refuse(st);
+            continue;
+        }
+        expiry_push_locked(deadline_ns, id);
+        ++applied;
+    }
+    if (auto c = commit_locked(); !c) {
+        return fail(c.error());
+    }
+    return applied;
+}
+
+void local_source::apply_void(const proto::fb::Void& v) noexcept {
+    const std::lock_guard guard(_lock);
+    std::size_t dropped = 0;
+    for (const proto::fb::KeyId* k : *v.key_ids()) {
+        const dataplane::key_id id = from_wire(*k);
+        delivered_erase_locked(id);
+        if (_stream.expire_key(id)) {
+            ++dropped;
+        }
+    }
+    if (dropped > 0) {
+        KEYRAIL_LOG(debug, "node", "stream %u: peer voided %zu keys", _stream.id().value, dropped);
+        (void)commit_locked();
+    }
+}
+
+} // namespace keyrail::dataplane::node
