@@ -210,11 +210,16 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
     KEYRAIL_ASSERT(bytes_out.size() >= args.number * each_bytes, "%zu bytes for %u x %zu",
                    bytes_out.size(), args.number, each_bytes);
     const std::uint64_t needed = std::uint64_t{args.number} * *per_key;
+    bool from_grants = false;
     if (needed > _stream.status().owned_available_blocks) {
         // The pump timer fell behind (or the device is slow): take what has arrived by now.
         (void)pump_locked(now_ns, pump_request_blocks_max);
         if (needed > _stream.status().owned_available_blocks) {
-            return fail(etsi014::errc::exhausted);
+            // The peer may have lent us part of its share (rebalancing).
+            if (needed > granted_blocks_locked()) {
+                return fail(etsi014::errc::exhausted);
+            }
+            from_grants = true;
         }
     }
     // Refuse before touching the store: a partial reservation would cost journal records to
@@ -226,7 +231,12 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
     const reserve_request req{args.key_bits, args.master, args.slaves};
     std::error_code failure;
     std::uint32_t done = 0;
-    for (; done < args.number; ++done) {
+    if (from_grants) {
+        if (auto g = reserve_granted_locked(args, ids_out, bytes_out, done); !g) {
+            failure = g.error();
+        }
+    }
+    for (; !from_grants && done < args.number; ++done) {
         auto r = _stream.reserve(req, bytes_out.subspan(done * each_bytes, each_bytes));
         if (!r) {
             failure = r.error();

@@ -14,10 +14,12 @@
 // expire_due() voids reservations no slave fetched within key_expiry, so their slots free up.
 // status still pumps first (its counts are exact), and enc_keys pumps only when the timer fell
 // behind and too few blocks are available.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -147,6 +149,21 @@ public:
                                                     std::vector<proto::key_ack_in>& exceptions);
     // The peer dropped these keys: expire them here too.
     void apply_void(const proto::fb::Void& v) noexcept;
+    // Rebalancing. serving_blocks: what this node can still reserve from (its share's
+    // available blocks not yet leased, plus unused grants), for StreamWatermark.
+    [[nodiscard]] std::uint64_t serving_blocks() noexcept;
+    // The peer serves from peer_serving blocks: if that is below low_water and this node has
+    // plenty (four times as many), lease half the difference away from this node's share
+    // (durably: never reserved here) and return it for a ShareGrant.
+    [[nodiscard]] std::optional<lease> maybe_grant(std::uint64_t peer_serving,
+                                                   std::uint64_t low_water) noexcept;
+    // The peer's ShareGrant: its blocks first, first + stride, ... below end may serve keys
+    // here once this node's own share runs short.
+    void add_grant(std::uint64_t first, std::uint64_t end, std::uint32_t stride) noexcept;
+    // Below this many serving blocks a node asks for (and its peer considers) a grant.
+    [[nodiscard]] std::uint64_t grant_low_water() const noexcept {
+        return std::max<std::uint64_t>(64, _options.ingest_cap_blocks / 8);
+    }
 
     // Tests and logs: reservations waiting in the expiry queue, keys expired so far.
     [[nodiscard]] std::size_t expiry_queued() noexcept;
@@ -184,6 +201,14 @@ private:
     static constexpr std::size_t pump_batch_blocks = 256;
     static constexpr std::size_t pump_request_blocks_max = std::size_t{1} << 20;
 
+    // Picks blocks_needed available, ingested blocks from the grants into out (consumed grant
+    // blocks leave _grants); false (nothing picked) when the grants cannot cover it.
+    [[nodiscard]] bool pick_granted_locked(std::uint32_t blocks_needed, std::span<seq_t> out) noexcept;
+    [[nodiscard]] std::uint64_t granted_blocks_locked() const noexcept;
+    [[nodiscard]] result<void> reserve_granted_locked(const reserve_args& args,
+                                                      std::span<etsi014::key_id> ids_out,
+                                                      std::span<std::byte> bytes_out,
+                                                      std::uint32_t& done) noexcept;
     [[nodiscard]] bool sae_at_peer(sae_id id) const noexcept;
     [[nodiscard]] bool sae_here(sae_id id) const noexcept;
     void serve_peer_slaves_locked(const dataplane::key_id& id) noexcept;
@@ -225,6 +250,10 @@ private:
     std::vector<dataplane::key_id> _voids;
     std::uint64_t _next_batch = 1;
     std::vector<seq_t> _scratch_seqs; // one peer key's seqs (apply_reserve)
+    // Runs of the peer's blocks it granted us (rebalancing), oldest first; memory only: a
+    // restart forgets them and those blocks are lost, never served twice.
+    std::vector<proto::seq_run> _grants;
+    std::uint64_t _grants_taken_total = 0;
 };
 
 } // namespace keyrail::dataplane::node

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <openssl/rand.h>
+
 #include "dataplane/errc.h"
 #include "dataplane/node/local_source.h"
 #include "engine/assert.h"
@@ -310,18 +312,13 @@ result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
             refuse(proto::fb::ReserveStatus::rejected);
             continue;
         }
+        // Blocks of the peer's share, or of ours that we granted it (leased away, so the store
+        // accepts them; a block of ours not leased away is refused as not_owned).
         seqs.clear();
-        bool owned_by_peer = true;
         for (const proto::fb::SeqRun* r : *k->runs()) {
             for (std::uint32_t i = 0; i < r->count(); ++i) {
-                const seq_t seq = r->first() + std::uint64_t{i} * r->stride();
-                owned_by_peer = owned_by_peer && !_stream.owner().owns(seq);
-                seqs.push_back(seq);
+                seqs.push_back(r->first() + std::uint64_t{i} * r->stride());
             }
-        }
-        if (!owned_by_peer) {
-            refuse(proto::fb::ReserveStatus::not_owned);
-            continue;
         }
         const reserve_request req{k->size_bits(), sae_id{static_cast<std::uint64_t>(*master) + 1},
                                   std::span<const sae_id>(slaves.data(), slave_count)};
@@ -358,6 +355,145 @@ void local_source::apply_void(const proto::fb::Void& v) noexcept {
         KEYRAIL_LOG(debug, "node", "stream %u: peer voided %zu keys", _stream.id().value, dropped);
         (void)commit_locked();
     }
+}
+
+} // namespace keyrail::dataplane::node
+
+namespace keyrail::dataplane::node {
+
+std::uint64_t local_source::granted_blocks_locked() const noexcept {
+    std::uint64_t n = 0;
+    for (const proto::seq_run& r : _grants) {
+        n += r.count;
+    }
+    return n;
+}
+
+std::uint64_t local_source::serving_blocks() noexcept {
+    const std::lock_guard guard(_lock);
+    return _stream.status().owned_available_blocks + granted_blocks_locked();
+}
+
+std::optional<lease> local_source::maybe_grant(std::uint64_t peer_serving,
+                                               std::uint64_t low_water) noexcept {
+    const std::lock_guard guard(_lock);
+    const std::uint64_t mine = _stream.status().owned_available_blocks;
+    if (peer_serving >= low_water || mine < 4 * std::max(peer_serving, low_water)) {
+        return std::nullopt;
+    }
+    constexpr std::uint64_t grant_blocks_max = 1u << 16;
+    const std::uint64_t give = std::min((mine - peer_serving) / 2, grant_blocks_max);
+    auto l = _stream.grant(give);
+    if (!l) {
+        KEYRAIL_LOG(warn, "node", "stream %u: grant of %llu blocks to %s failed: %s",
+                    _stream.id().value, static_cast<unsigned long long>(give),
+                    _options.peer_node.c_str(), l.error().message().c_str());
+        return std::nullopt;
+    }
+    KEYRAIL_LOG(info, "node",
+                "stream %u: rebalancing: %llu blocks of this share (seq %llu..%llu) granted to %s, "
+                "which serves from %llu",
+                _stream.id().value, static_cast<unsigned long long>(l->block_count()),
+                static_cast<unsigned long long>(l->first), static_cast<unsigned long long>(l->end),
+                _options.peer_node.c_str(), static_cast<unsigned long long>(peer_serving));
+    return *l;
+}
+
+void local_source::add_grant(std::uint64_t first, std::uint64_t end,
+                             std::uint32_t stride) noexcept {
+    const std::lock_guard guard(_lock);
+    const ownership own = _stream.owner();
+    if (stride != own.stride || own.owns(first) || first >= end) {
+        KEYRAIL_LOG(warn, "node", "stream %u: grant from %s of seq %llu..%llu stride %u is not "
+                    "the peer's share: ignored", _stream.id().value, _options.peer_node.c_str(),
+                    static_cast<unsigned long long>(first), static_cast<unsigned long long>(end),
+                    stride);
+        return;
+    }
+    constexpr std::size_t grants_max = 64; // oldest dropped first: a bound, never reached in use
+    if (_grants.size() == grants_max) {
+        _grants.erase(_grants.begin());
+    }
+    const std::uint64_t count = (end - first + stride - 1) / stride;
+    _grants.push_back({first, static_cast<std::uint32_t>(std::min<std::uint64_t>(count, UINT32_MAX)),
+                       stride});
+}
+
+bool local_source::pick_granted_locked(std::uint32_t blocks_needed,
+                                       std::span<seq_t> out) noexcept {
+    const std::uint64_t ingested = _stream.status().ingested;
+    std::uint32_t n = 0;
+    // Walk the grants without consuming, then consume what was picked (or passed over as
+    // taken): a failed pick changes nothing.
+    std::size_t run = 0;
+    std::uint64_t seq = _grants.empty() ? 0 : _grants[0].first;
+    std::uint32_t left = _grants.empty() ? 0 : _grants[0].count;
+    while (n < blocks_needed && run < _grants.size()) {
+        if (left == 0) {
+            ++run;
+            if (run < _grants.size()) {
+                seq = _grants[run].first;
+                left = _grants[run].count;
+            }
+            continue;
+        }
+        if (seq >= ingested) {
+            return false; // the rest has not arrived here yet
+        }
+        if (_stream.state_of(seq) == block_state::available) {
+            out[n++] = seq;
+        }
+        seq += _grants[run].stride;
+        --left;
+    }
+    if (n < blocks_needed) {
+        return false;
+    }
+    // Drop everything up to the last pick.
+    _grants.erase(_grants.begin(), _grants.begin() + static_cast<std::ptrdiff_t>(run));
+    if (!_grants.empty()) {
+        _grants.front().first = seq;
+        _grants.front().count = left;
+        if (left == 0) {
+            _grants.erase(_grants.begin());
+        }
+    }
+    return true;
+}
+
+result<void> local_source::reserve_granted_locked(const reserve_args& args,
+                                                  std::span<etsi014::key_id> ids_out,
+                                                  std::span<std::byte> bytes_out,
+                                                  std::uint32_t& done) noexcept {
+    auto per_key = blocks_for_key(args.key_bits, _stream.block_bytes());
+    if (!per_key) {
+        return fail(per_key.error());
+    }
+    const std::size_t each_bytes = args.key_bits / 8;
+    std::vector<seq_t>& seqs = _scratch_seqs;
+    seqs.resize(*per_key);
+    const reserve_request req{args.key_bits, args.master, args.slaves};
+    for (; done < args.number; ++done) {
+        if (!pick_granted_locked(*per_key, seqs)) {
+            return fail(dataplane::errc::block_unavailable);
+        }
+        // Not from the store's pool: the key ID is made here, UUIDv4 from the DRBG.
+        dataplane::key_id id;
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(id.bytes.data()),
+                       static_cast<int>(id.bytes.size())) != 1) {
+            return fail(dataplane::errc::crypto_failure);
+        }
+        id.bytes[6] = (id.bytes[6] & std::byte{0x0f}) | std::byte{0x40};
+        id.bytes[8] = (id.bytes[8] & std::byte{0x3f}) | std::byte{0x80};
+        auto r = _stream.reserve_specific(id, req, seqs,
+                                          bytes_out.subspan(done * each_bytes, each_bytes));
+        if (!r) {
+            return fail(r.error());
+        }
+        std::memcpy(ids_out[done].bytes.data(), id.bytes.data(), id.bytes.size());
+        ++_grants_taken_total;
+    }
+    return {};
 }
 
 } // namespace keyrail::dataplane::node

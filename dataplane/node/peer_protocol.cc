@@ -13,7 +13,8 @@ namespace {
 
 constexpr std::string_view node_uri_prefix = "urn:keyrail:node:";
 constexpr std::uint64_t tick_ns = 10'000'000;  // flush retries
-constexpr std::uint64_t ticks_per_ping = 100;   // watermark and ping every second
+constexpr std::uint64_t ticks_per_watermark = 10; // every 100 ms: rebalancing reacts
+constexpr std::uint64_t ticks_per_ping = 100;     // every second
 constexpr std::size_t void_ids_per_frame = 1024;
 
 // The node id in a verified peer certificate (SAN URI urn:keyrail:node:<id>), or empty.
@@ -176,7 +177,7 @@ bool peer_protocol::on_hello(engine::connection_context& ctx, conn_state& st,
     l.source().requeue_all();
     KEYRAIL_LOG(info, "node", "link '%s' %s %s up (protocol v%u)", l.id().c_str(), direction(ctx),
                 l.peer_node().c_str(), st.version);
-    send_watermark_and_ping(ctx.shard(), st);
+    send_watermark_and_ping(ctx.shard(), st, true);
     l.flush_queued.store(false, std::memory_order_release);
     flush_link(ctx.shard(), st.link);
     return true;
@@ -284,9 +285,25 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
     }
     case proto::fb::Message::StreamWatermark: {
         const auto* w = proto::body_as<proto::fb::StreamWatermark>(d);
-        KEYRAIL_LOG(debug, "node", "link '%s': peer ingested up to %llu, share %u/%u",
-                    l.id().c_str(), static_cast<unsigned long long>(w->ingested_end()),
-                    w->share()->offset(), w->share()->stride());
+        // Rebalancing: a peer whose share runs low gets part of ours, if we have plenty.
+        if (auto g = src.maybe_grant(w->serving_blocks(), src.grant_low_water())) {
+            proto::share_grant_in grant;
+            grant.link_id = l.id();
+            grant.first = g->first;
+            grant.end = g->end;
+            grant.stride = g->stride;
+            auto frame = proto::encode(_fbb, grant, st->version);
+            if (!frame || !out.append(std::span<const char>(
+                              reinterpret_cast<const char*>(frame->data()), frame->size()))) {
+                KEYRAIL_LOG(warn, "node", "link '%s': ShareGrant not sent: those blocks are lost",
+                            l.id().c_str());
+            }
+        }
+        return next;
+    }
+    case proto::fb::Message::ShareGrant: {
+        const auto* g = proto::body_as<proto::fb::ShareGrant>(d);
+        src.add_grant(g->first(), g->end(), g->stride());
         return next;
     }
     case proto::fb::Message::Hello:
@@ -313,8 +330,8 @@ void peer_protocol::on_close(engine::connection_context& ctx) noexcept {
     *st = {};
 }
 
-void peer_protocol::send_watermark_and_ping(engine::shard_context& shard,
-                                            const conn_state& st) noexcept {
+void peer_protocol::send_watermark_and_ping(engine::shard_context& shard, const conn_state& st,
+                                            bool ping) noexcept {
     peer_link& l = *_runtime.links()[st.link];
     const stream_status s = l.source().stream_state();
     const ownership own = l.source().stream_owner();
@@ -324,8 +341,12 @@ void peer_protocol::send_watermark_and_ping(engine::shard_context& shard,
     w.reserved_end = s.next_lease;
     w.share_stride = own.stride;
     w.share_offset = own.offset;
+    w.serving_blocks = l.source().serving_blocks();
     if (auto frame = proto::encode(_fbb, w, st.version); frame) {
         (void)send_frame(shard, st.id, *frame);
+    }
+    if (!ping) {
+        return;
     }
     proto::ping_in p{++_pings, shard.now_ns()};
     if (auto frame = proto::encode(_fbb, p, st.version); frame) {
@@ -391,7 +412,9 @@ void peer_protocol::on_timer(engine::shard_context& shard, engine::timer_id id,
                              std::uint64_t arg) noexcept {
     (void)id;
     (void)arg;
-    const bool ping = (++_ticks % ticks_per_ping) == 0;
+    ++_ticks;
+    const bool watermark = (_ticks % ticks_per_watermark) == 0;
+    const bool ping = (_ticks % ticks_per_ping) == 0;
     for (std::size_t link = 0; link < _runtime.links().size(); ++link) {
         peer_link& l = *_runtime.links()[link];
         const link_endpoint at = l.endpoint();
@@ -401,8 +424,8 @@ void peer_protocol::on_timer(engine::shard_context& shard, engine::timer_id id,
         if (l.source().has_outbound()) {
             flush_link(shard, link);
         }
-        if (ping && at.id.slot < _conns.size() && _conns[at.id.slot].hello_received) {
-            send_watermark_and_ping(shard, _conns[at.id.slot]);
+        if (watermark && at.id.slot < _conns.size() && _conns[at.id.slot].hello_received) {
+            send_watermark_and_ping(shard, _conns[at.id.slot], ping);
         }
     }
 }

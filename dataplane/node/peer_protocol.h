@@ -61,7 +61,8 @@ private:
                                 const proto::fb::Hello& h) noexcept;
     [[nodiscard]] bool send_frame(engine::shard_context& shard, engine::connection_id id,
                                   proto::frame_bytes frame) noexcept;
-    void send_watermark_and_ping(engine::shard_context& shard, const conn_state& st) noexcept;
+    void send_watermark_and_ping(engine::shard_context& shard, const conn_state& st,
+                                 bool ping) noexcept;
     void arm_tick(engine::shard_context& shard) noexcept;
 
     const settings& _cfg;

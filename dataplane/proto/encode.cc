@@ -83,8 +83,17 @@ result<frame_bytes> encode(flatbuffers::FlatBufferBuilder& fbb, const watermark_
     const auto link_id = string(fbb, m.link_id);
     const fb::Share share(m.share_stride, m.share_offset);
     const auto body = fb::CreateStreamWatermark(fbb, link_id, m.stream, m.ingested_end,
-                                                m.reserved_end, &share, m.share_epoch);
+                                                m.reserved_end, &share, m.share_epoch,
+                                                m.serving_blocks);
     return finish(fbb, version, fb::Message::StreamWatermark, body.Union());
+}
+
+result<frame_bytes> encode(flatbuffers::FlatBufferBuilder& fbb, const share_grant_in& m,
+                           std::uint16_t version) noexcept {
+    fbb.Clear();
+    const auto link_id = string(fbb, m.link_id);
+    const auto body = fb::CreateShareGrant(fbb, link_id, m.stream, m.first, m.end, m.stride);
+    return finish(fbb, version, fb::Message::ShareGrant, body.Union());
 }
 
 result<frame_bytes> encode(flatbuffers::FlatBufferBuilder& fbb, const reserve_in& m,

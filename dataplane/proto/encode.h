@@ -46,6 +46,16 @@ struct watermark_in {
     std::uint32_t share_stride = 1; // the sender owns seq % share_stride == share_offset
     std::uint32_t share_offset = 0;
     std::uint32_t share_epoch = 0;  // bumped by each rebalance
+    std::uint64_t serving_blocks = 0; // own available blocks not leased, plus unused grants
+};
+
+// The sender's share blocks first, first + stride, ... below end, given to the receiver.
+struct share_grant_in {
+    std::string_view link_id;
+    std::uint32_t stream = 0;
+    std::uint64_t first = 0;
+    std::uint64_t end = 0;
+    std::uint32_t stride = 2;
 };
 
 // Sequence numbers first, first + stride, ..., first + (count - 1) * stride.
@@ -117,6 +127,9 @@ using frame_bytes = std::span<const std::byte>;
                                          const reserve_ack_in& m,
                                          std::uint16_t version = protocol_version) noexcept;
 [[nodiscard]] result<frame_bytes> encode(flatbuffers::FlatBufferBuilder& fbb, const void_in& m,
+                                         std::uint16_t version = protocol_version) noexcept;
+[[nodiscard]] result<frame_bytes> encode(flatbuffers::FlatBufferBuilder& fbb,
+                                         const share_grant_in& m,
                                          std::uint16_t version = protocol_version) noexcept;
 [[nodiscard]] result<frame_bytes> encode(flatbuffers::FlatBufferBuilder& fbb, const ping_in& m,
                                          std::uint16_t version = protocol_version) noexcept;

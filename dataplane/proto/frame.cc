@@ -239,6 +239,20 @@ fault check_void(const fb::Void& m) noexcept {
     return none;
 }
 
+fault check_share_grant(const fb::ShareGrant& m) noexcept {
+    if (auto f = check_id(m.link_id(), "share_grant: link_id missing",
+                          "share_grant: bad link_id")) {
+        return f;
+    }
+    if (m.stride() == 0 || m.stride() > limits::stride_max) {
+        return {errc::bad_share, "share_grant: stride is 0 or above stride_max"};
+    }
+    if (m.first() >= m.end() || m.end() - m.first() > limits::grant_span_max) {
+        return {errc::bad_share, "share_grant: range empty or above grant_span_max"};
+    }
+    return none;
+}
+
 template <class T>
 fault check_body(const fb::Frame& frame, fault (*check)(const T&)) noexcept {
     const T* body = frame.body_as<T>();
@@ -272,6 +286,8 @@ fault check_frame(const fb::Frame& frame) noexcept {
         return check_body<fb::Ping>(frame, check_nothing);
     case fb::Message::Pong:
         return check_body<fb::Pong>(frame, check_nothing_pong);
+    case fb::Message::ShareGrant:
+        return check_body<fb::ShareGrant>(frame, check_share_grant);
     case fb::Message::Relay:
     case fb::Message::RelayAck:
     case fb::Message::Lsa:

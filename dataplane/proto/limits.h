@@ -37,6 +37,9 @@ inline constexpr std::uint64_t key_blocks_max = key_bits_max / 8;
 // The largest stride of a run or a share (nodes sharing one stream).
 inline constexpr std::uint32_t stride_max = 256;
 
+// ShareGrant: the widest range of sequence numbers one grant spans.
+inline constexpr std::uint64_t grant_span_max = std::uint64_t{1} << 32;
+
 // ReserveAck: per-key statuses in one ack (it may cover several batches).
 inline constexpr std::size_t ack_keys_max = 4 * reserve_keys_max;
 // Void: key IDs per message.

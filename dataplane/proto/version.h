@@ -16,6 +16,7 @@ enum class capability : std::uint64_t {
     relay = 1u << 2,           // Relay / RelayAck (later)
     lsa = 1u << 3,             // link-state flooding (later)
     kem = 1u << 4,             // KemInit / KemReply for pqc and hybrid hops (later)
+    rebalance = 1u << 5,       // ShareGrant, StreamWatermark.serving_blocks
 };
 
 [[nodiscard]] constexpr std::uint64_t operator|(capability a, capability b) noexcept {
@@ -26,7 +27,8 @@ enum class capability : std::uint64_t {
 }
 
 // What version 1 of this build offers.
-inline constexpr std::uint64_t capabilities_v1 = capability::reserve | capability::watermark;
+inline constexpr std::uint64_t capabilities_v1 =
+    capability::reserve | capability::watermark | static_cast<std::uint64_t>(capability::rebalance);
 
 // The version both sides speak, or 0 if their ranges do not meet.
 [[nodiscard]] constexpr std::uint16_t negotiate_version(std::uint16_t peer_min,

@@ -59,7 +59,7 @@ proto::decoded reencode(flatbuffers::FlatBufferBuilder& fbb, const proto::decode
         const auto* w = proto::body_as<fb::StreamWatermark>(d);
         proto::watermark_in in{view(w->link_id()), w->stream(),          w->ingested_end(),
                                w->reserved_end(),  w->share()->stride(), w->share()->offset(),
-                               w->share_epoch()};
+                               w->share_epoch(),   w->serving_blocks()};
         out = proto::encode(fbb, in, version);
         break;
     }
@@ -126,6 +126,13 @@ proto::decoded reencode(flatbuffers::FlatBufferBuilder& fbb, const proto::decode
         const auto* p = proto::body_as<fb::Pong>(d);
         out = proto::encode(fbb, proto::pong_in{p->nonce(), p->ping_sent_ns(), p->sent_ns()},
                             version);
+        break;
+    }
+    case fb::Message::ShareGrant: {
+        const auto* g = proto::body_as<fb::ShareGrant>(d);
+        proto::share_grant_in in{view(g->link_id()), g->stream(), g->first(), g->end(),
+                                 g->stride()};
+        out = proto::encode(fbb, in, version);
         break;
     }
     default:

@@ -115,6 +115,13 @@ inline std::vector<bytes> sample_frames() {
 
     take(proto::encode(fbb, proto::ping_in{0x1122334455667788, 123456789}));
     take(proto::encode(fbb, proto::pong_in{0x1122334455667788, 123456789, 123999999}));
+    proto::share_grant_in grant;
+    grant.link_id = "a-b";
+    grant.stream = 3;
+    grant.first = 1;
+    grant.end = 1613;
+    grant.stride = 2;
+    take(proto::encode(fbb, grant));
     return out;
 }
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "tests/support/guard_page.h"
 #include "tests/support/proto_frames.h"
@@ -127,7 +129,7 @@ bytes raw_ping(std::uint16_t version, fb::Message type, bool with_body = true) {
 
 TEST(proto_frame, every_sample_decodes_whole_and_aligned) {
     const auto frames = keyrail::test::sample_frames();
-    ASSERT_EQ(frames.size(), 8u);
+    ASSERT_EQ(frames.size(), 9u);
     for (const auto& f : frames) {
         EXPECT_EQ(f.size() % proto::limits::frame_align_bytes, 0u);
         std::uint32_t prefix = 0;
@@ -173,6 +175,54 @@ TEST(proto_frame, watermark_round_trip) {
     EXPECT_EQ(w->share()->stride(), 2u);
     EXPECT_EQ(w->share()->offset(), 1u);
     EXPECT_EQ(w->share_epoch(), 4u);
+}
+
+TEST(proto_frame, share_grant_round_trip_and_limits) {
+    flatbuffers::FlatBufferBuilder fbb;
+    proto::share_grant_in g;
+    g.link_id = "a-b";
+    g.first = 1;
+    g.end = 1613;
+    g.stride = 2;
+    auto frame = proto::encode(fbb, g);
+    ASSERT_TRUE(frame.has_value());
+    std::vector<std::byte> copy(frame->begin(), frame->end());
+    const auto d = decode(copy);
+    const auto* m = proto::body_as<fb::ShareGrant>(d);
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->link_id()->string_view(), "a-b");
+    EXPECT_EQ(m->first(), 1u);
+    EXPECT_EQ(m->end(), 1613u);
+    EXPECT_EQ(m->stride(), 2u);
+    // An empty range, a zero or huge stride, and a span over the limit are refused, and the
+    // encoder refuses to build them.
+    for (const auto& [first, end, stride] :
+         {std::tuple<std::uint64_t, std::uint64_t, std::uint32_t>{5, 5, 2},
+          {6, 5, 2},
+          {1, 9, 0},
+          {1, 9, proto::limits::stride_max + 1},
+          {0, proto::limits::grant_span_max + 1, 2}}) {
+        proto::share_grant_in bad = g;
+        bad.first = first;
+        bad.end = end;
+        bad.stride = stride;
+        EXPECT_EQ(proto::encode(fbb, bad).error(), proto::make_error_code(proto::errc::bad_share))
+            << first << ".." << end << " stride " << stride;
+    }
+}
+
+TEST(proto_frame, watermark_serving_blocks_round_trip) {
+    flatbuffers::FlatBufferBuilder fbb;
+    proto::watermark_in w;
+    w.link_id = "a-b";
+    w.share_stride = 2;
+    w.serving_blocks = 123'456;
+    auto frame = proto::encode(fbb, w);
+    ASSERT_TRUE(frame.has_value());
+    std::vector<std::byte> copy(frame->begin(), frame->end());
+    const auto* m = proto::body_as<fb::StreamWatermark>(decode(copy));
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->serving_blocks(), 123'456u);
 }
 
 TEST(proto_frame, reserve_round_trip) {
@@ -409,7 +459,7 @@ TEST(proto_limits, versions_and_message_types) {
                    fb::Message::KemInit, fb::Message::KemReply}) {
         expect_error(raw_ping(1, t), proto::errc::unsupported_message);
     }
-    expect_error(raw_ping(1, static_cast<fb::Message>(13)), proto::errc::unknown_message);
+    expect_error(raw_ping(1, static_cast<fb::Message>(14)), proto::errc::unknown_message);
     expect_error(raw_ping(1, static_cast<fb::Message>(255)), proto::errc::unknown_message);
 }
 
