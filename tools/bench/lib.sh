@@ -166,3 +166,90 @@ YAML
     bench_node_port=$node_port
     bench_node_pid=$node_pid
 }
+
+# bench_start_pair BIN DIR CPU_A CPU_B: two one-shard nodes, bench-a on core CPU_A (home of
+# bench-master) and bench-b on core CPU_B (home of bench-slave), linked by a simulated QKD link
+# (both ends derive the same blocks from one secret), certificates from one CA, both stores
+# filled for 2 s and the link confirmed before it returns. Sets bench_a_port, bench_b_port.
+bench_start_pair() {
+    local bin w=$2 cpu_a=$3 cpu_b=$4 name pid
+    bin=$(cd "$1" && pwd)
+    "$bin/keyrail" cert ca --out "$w/pki/ca" >/dev/null
+    for name in bench-a bench-b; do
+        "$bin/keyrail" cert node --ca "$w/pki/ca" --id "$name" --out "$w/pki/nodes" >/dev/null
+    done
+    for name in bench-master bench-slave; do
+        "$bin/keyrail" cert sae --ca "$w/pki/ca" --id "$name" --out "$w/pki/saes" >/dev/null
+    done
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$w/link.hex"
+    chmod 600 "$w/link.hex"
+    local sae_a sae_b peer_a peer_b
+    sae_a=$(bench_free_port); sae_b=$(bench_free_port)
+    peer_a=$(bench_free_port); peer_b=$(bench_free_port)
+    bench_pair_node "$w" bench-a "$sae_a" "$peer_a" bench-b "$peer_b"
+    bench_pair_node "$w" bench-b "$sae_b" "$peer_b" bench-a "$peer_a"
+    for name in bench-a bench-b; do
+        local cpu=$cpu_a
+        [[ $name == bench-b ]] && cpu=$cpu_b
+        (cd "$w/$name" && exec taskset -c "$cpu" "$bin/keyraild" --config node.yaml \
+            2>keyraild.log) &
+        pid=$!
+        bench_pids+=("$pid")
+        eval "bench_${name#bench-}_pid=$pid"
+    done
+    bench_wait_port "$sae_a" || { cat "$w/bench-a/keyraild.log" >&2; exit 1; }
+    bench_wait_port "$sae_b" || { cat "$w/bench-b/keyraild.log" >&2; exit 1; }
+    for _ in $(seq 100); do
+        grep -q "link 'bench-link' to bench-b up" "$w/bench-a/keyraild.log" && break
+        sleep 0.1
+    done
+    grep -q "link 'bench-link' to bench-b up" "$w/bench-a/keyraild.log" || {
+        echo "bench: link bench-a - bench-b not up after 10 s" >&2
+        tail -5 "$w/bench-a/keyraild.log" "$w/bench-b/keyraild.log" >&2
+        exit 1
+    }
+    sleep 2
+    bench_a_port=$sae_a
+    bench_b_port=$sae_b
+}
+
+# bench_pair_node DIR ID SAE_PORT PEER_PORT NEIGHBOUR NEIGHBOUR_PEER_PORT: one node's config.
+bench_pair_node() {
+    local w=$1 id=$2 sae_port=$3 peer_port=$4 other=$5 other_peer=$6
+    mkdir -p "$w/$id"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$w/$id/master.key"
+    chmod 600 "$w/$id/master.key"
+    cat > "$w/$id/node.yaml" <<YAML
+node:
+  id: $id
+  sae_api: {address: 127.0.0.1, port: $sae_port}
+  peer_api: {address: 127.0.0.1, port: $peer_port}
+  admin_api: {address: 127.0.0.1, port: 0}
+tls:
+  cert: ../pki/nodes/$id.crt
+  key: ../pki/nodes/$id.key
+  sae_ca: ../pki/ca/ca.crt
+  peer_ca: ../pki/ca/ca.crt
+saes:
+  - {id: bench-master, home_node: bench-a}
+  - {id: bench-slave, home_node: bench-b}
+store:
+  dir: store
+  master_key_file: master.key
+  durability: process
+  capacity_blocks: 8388608
+  reservations_max: 1048576
+links:
+  - id: bench-link
+    peer: $other
+    peer_address: {address: 127.0.0.1, port: $other_peer}
+    kind: qkd
+    driver:
+      sim: {secret_file: ../link.hex, rate_bps: 4000000000, burst: {blocks: 4096}}
+limits:
+  max_key_per_request: 128
+  max_key_count: 4000000
+  key_expiry_s: 5
+shards: 1
+YAML
+}

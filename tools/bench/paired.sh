@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Suite paired: the master SAE's enc_keys followed by the slave SAE's dec_keys for the same
-# key IDs, over keep-alive mTLS, checking the bytes match; pairs/s and end-to-end latency
-# p50/p99/p999, with the enc_keys rate of the same node in the same run as reference.
-# Until the peer protocol lands both SAEs are homed on one node (the slave URL is the
-# master's); the suite then points the slave at a second node without changing its output.
+# Suite paired: the master SAE's enc_keys at node bench-a followed by the slave SAE's dec_keys
+# at node bench-b for the same key IDs, over keep-alive mTLS, checking the bytes match; the two
+# nodes are separate keyraild processes linked by the peer protocol (the reservation reaches
+# bench-b as a batched Reserve, no round trip on enc_keys). Pairs/s and end-to-end latency
+# p50/p99/p999, with a single node's enc_keys rate, measured in the same run, as reference.
+# Placement: the reference node on core 0; then bench-a on core 0 and bench-b on core 1 (two
+# sites), keyrail-bench on core 1 throughout.
 # Usage: tools/bench/paired.sh --bin DIR --out FILE [--smoke] [--duration S]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,15 +34,16 @@ client_cpu=$(( $(nproc) > 1 ? 1 : 0 ))
 bench_work=$(mktemp -d /tmp/keyrail-bench-paired.XXXXXX)
 trap bench_cleanup EXIT
 w=$bench_work
-bench_start_node "$bin" "$w"
+mkdir -p "$w/single" "$w/pair"
+bench_start_node "$bin" "$w/single"
 url="https://127.0.0.1:$bench_node_port"
 
 # run NAME REQUEST [extra args]: one keyrail-bench run into $w/NAME.json
 run() {
     local name=$1 request=$2
     shift 2
-    "$bin/keyrail-bench" --url "$url" --ca "$w/pki/ca/ca.crt" \
-        --cert "$w/pki/saes/bench-master.crt" --key "$w/pki/saes/bench-master.key" \
+    "$bin/keyrail-bench" --url "$url" --ca "$pki/ca/ca.crt" \
+        --cert "$pki/saes/bench-master.crt" --key "$pki/saes/bench-master.key" \
         --slave-sae bench-slave --request "$request" --number 1 --size 256 \
         --connections "$connections" --pipeline "$pipeline" --threads 1 --cpus "$client_cpu" \
         --duration "$duration" $( ((requests > 0)) && echo --requests "$requests") \
@@ -52,9 +55,17 @@ run() {
     echo "paired: $name: $(grep -m1 'requests' "$w/$name.txt" || true)"
 }
 
+pki=$w/single/pki
 run enc_keys enc_keys
-run paired paired --master-sae bench-master --slave-url "$url" \
-    --slave-cert "$w/pki/saes/bench-slave.crt" --slave-key "$w/pki/saes/bench-slave.key"
+# The reference node is done: stop it so it takes no CPU from the pair.
+kill -TERM "$bench_node_pid"
+wait "$bench_node_pid" 2>/dev/null || true
+
+bench_start_pair "$bin" "$w/pair" 0 "$client_cpu"
+pki=$w/pair/pki
+url="https://127.0.0.1:$bench_a_port"
+run paired paired --master-sae bench-master --slave-url "https://127.0.0.1:$bench_b_port" \
+    --slave-cert "$pki/saes/bench-slave.crt" --slave-key "$pki/saes/bench-slave.key"
 
 python3 - "$w" "$out" <<'PY'
 import json, os, sys
@@ -78,7 +89,10 @@ for p in ("p50", "p99", "p999"):
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
             if l.startswith("model name")), "unknown cpu")
 doc = {"suite": "paired", "commit": os.environ.get("KEYRAIL_COMMIT", "unknown"),
-       "machine": f"{cpu}, {os.cpu_count()} cpus", "results": rows}
+       "machine": f"{cpu}, {os.cpu_count()} cpus",
+       "placement": "reference node on core 0; master node bench-a on core 0, slave node "
+                    "bench-b on core 1; keyrail-bench on core 1",
+       "results": rows}
 with open(out, "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
