@@ -1,7 +1,10 @@
 #pragma once
-// The local key source of a node whose master and slave SAEs are both homed here: one key
-// store stream that only this node uses (ownership stride 1), fed by a block_source (the sim
-// driver) at its configured rate, and the reservation and delivery of keys on it.
+// A key source over one store stream, fed by a block_source (the sim driver) at its configured
+// rate, and the reservation and delivery of keys on it. Either the node's local stream (SAE
+// pairs homed here; ownership stride 1), or a link's stream shared with the neighbour
+// (options.peer_node; this node owns every other block): then it also keeps the notices for the
+// peer (outbox, in flight until acked), applies the peer's reservations, voids and grants
+// (local_source_peer.cc; dataplane/node/README.md, "Two nodes").
 //
 // Lives on: shared by every shard, behind one mutex. This is a deliberate, temporary exception
 // to STYLE.md's "no mutex on the data plane": a store stream may only be touched by one thread
@@ -120,8 +123,9 @@ public:
     [[nodiscard]] bool shared() const noexcept { return !_options.peer_node.empty(); }
     [[nodiscard]] const std::string& peer_node() const noexcept { return _options.peer_node; }
     // Start-up, before any shard runs: every reservation recovered from the store expires
-    // key_expiry after now_ns, and this node's own reservations with slaves at the peer are
-    // queued to be told again (the peer answers duplicate for those it has).
+    // key_expiry after now_ns, and this node's own reservations (master homed here) with
+    // slaves at the peer not yet served are queued to be told again (the peer answers
+    // duplicate for those it has).
     void recover(std::uint64_t now_ns);
     // Up to keys_max queued reservations for one Reserve frame; moved to the in-flight list
     // under out.batch_id until on_ack (or requeue). Returns the count (0: nothing to send).

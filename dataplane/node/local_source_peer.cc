@@ -80,7 +80,6 @@ void local_source::recover(std::uint64_t now_ns) {
     _stream.key_ids(ids);
     const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
     std::size_t told = 0;
-    std::array<seq_t, 1> first{};
     for (const dataplane::key_id& id : ids) {
         // The store keeps no reservation time: a recovered key gets a full expiry from now,
         // so it is late at most by the downtime plus one expiry, never kept for ever.
@@ -89,8 +88,7 @@ void local_source::recover(std::uint64_t now_ns) {
             continue;
         }
         auto view = _stream.find_key(id);
-        auto n = _stream.key_seqs(id, first);
-        if (!view || !n || *n == 0 || !_stream.owner().owns(first[0])) {
+        if (!view || !sae_here(view->master)) {
             continue; // the peer's key: the peer tells us again if it needs to
         }
         for (std::uint32_t s = 0; s < view->slave_count; ++s) {
