@@ -136,14 +136,19 @@ bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noe
             continue;
         }
         const stream_status st = _stream.status();
-        // A link stream counts this node's share (times the number of shares): the peer's
-        // unused blocks must not stop the blocks this node serves from arriving.
-        const std::uint64_t held = shared() ? st.owned_available_blocks * _stream.owner().stride
-                                            : st.available_blocks;
-        if (held >= _options.ingest_cap_blocks) {
+        // The cap counts every available block, both shares of a link stream, so the two ends
+        // stop at about the same point (a share left unused is lent to the other side by
+        // rebalancing, which frees the window again). But a peer's reservations of blocks not
+        // ingested here yet always get them: otherwise its slave would wait for ever.
+        std::uint64_t want = st.available_blocks < _options.ingest_cap_blocks
+                                 ? _options.ingest_cap_blocks - st.available_blocks
+                                 : 0;
+        if (_peer_needs_end > st.ingested) {
+            want = std::max<std::uint64_t>(want, _peer_needs_end - st.ingested);
+        }
+        if (want == 0) {
             return false; // the device holds the rest until keys are consumed
         }
-        std::uint64_t want = _options.ingest_cap_blocks - held;
         want = std::min<std::uint64_t>(want, pump_batch_blocks);
         want = std::min<std::uint64_t>(want, blocks_max - appended_blocks);
         const std::uint64_t first = _source->next_sequence();
@@ -461,8 +466,9 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
         --_expiry_count;
         ++looked;
     }
-    if (expired > 0) {
-        if (auto c = commit_locked(); c) {
+    // Also commits what acks staged on an idle node (their blocks are wiped by the commit).
+    if (expired > 0 || _stream.has_pending()) {
+        if (auto c = commit_locked(); c && expired > 0) {
             _expired_total += expired;
             KEYRAIL_LOG(debug, "node", "local source: %zu reserved keys expired unfetched",
                         expired);

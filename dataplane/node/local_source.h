@@ -257,6 +257,9 @@ private:
     // Runs of the peer's blocks it granted us (rebalancing), oldest first; memory only: a
     // restart forgets them and those blocks are lost, never served twice.
     std::vector<proto::seq_run> _grants;
+    // One past the highest block a peer reservation named: ingest continues at least to here
+    // whatever the cap says.
+    std::uint64_t _peer_needs_end = 0;
     std::uint64_t _grants_taken_total = 0;
 };
 

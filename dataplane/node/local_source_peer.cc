@@ -80,7 +80,11 @@ void local_source::recover(std::uint64_t now_ns) {
     _stream.key_ids(ids);
     const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
     std::size_t told = 0;
+    std::vector<seq_t> seqs(proto::limits::key_blocks_max);
     for (const dataplane::key_id& id : ids) {
+        if (auto n = _stream.key_seqs(id, seqs); n && *n > 0) {
+            _peer_needs_end = std::max(_peer_needs_end, seqs[*n - 1] + 1);
+        }
         // The store keeps no reservation time: a recovered key gets a full expiry from now,
         // so it is late at most by the downtime plus one expiry, never kept for ever.
         expiry_push_locked(deadline_ns, id);
@@ -260,7 +264,9 @@ void local_source::on_ack(std::uint64_t first, std::uint64_t last,
                     _stream.id().value, _options.peer_node.c_str(), refused,
                     static_cast<unsigned long long>(first), static_cast<unsigned long long>(last));
     }
-    (void)commit_locked();
+    // No commit of its own: the next request's commit (or the expiry sweep's) carries these
+    // records. Nothing here needs to be durable first: after a crash the reservation is told
+    // again and the peer's duplicate or conflict settles it the same way.
 }
 
 std::size_t local_source::take_voids(std::size_t max, std::vector<proto::key_id_bytes>& out) {
@@ -331,6 +337,7 @@ result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
             continue;
         }
         expiry_push_locked(deadline_ns, id);
+        _peer_needs_end = std::max(_peer_needs_end, seqs.back() + 1);
         ++applied;
     }
     if (auto c = commit_locked(); !c) {
