@@ -136,15 +136,19 @@ bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noe
             continue;
         }
         const stream_status st = _stream.status();
-        // The cap counts every available block, both shares of a link stream, so the two ends
-        // stop at about the same point (a share left unused is lent to the other side by
-        // rebalancing, which frees the window again). But a peer's reservations of blocks not
-        // ingested here yet always get them: otherwise its slave would wait for ever.
-        std::uint64_t want = st.available_blocks < _options.ingest_cap_blocks
-                                 ? _options.ingest_cap_blocks - st.available_blocks
-                                 : 0;
+        // A link stream counts this node's share (times the number of shares): the peer's
+        // unused blocks must not stop the blocks this node serves from arriving (once they fill
+        // the store's window, rebalancing lends them to this node). And a peer's reservations
+        // of blocks not ingested here yet always get them: otherwise its slave would wait.
+        const std::uint64_t held = shared() ? st.owned_available_blocks * _stream.owner().stride
+                                            : st.available_blocks;
+        std::uint64_t want =
+            held < _options.ingest_cap_blocks ? _options.ingest_cap_blocks - held : 0;
         if (_peer_needs_end > st.ingested) {
             want = std::max<std::uint64_t>(want, _peer_needs_end - st.ingested);
+            // Both ends' devices deliver the same blocks at the same time; only our ingest
+            // lags. A driver that runs on its own clock (sim) is told to catch up.
+            _source->deliver_through(_peer_needs_end);
         }
         if (want == 0) {
             return false; // the device holds the rest until keys are consumed
@@ -249,6 +253,15 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
         }
         ids_out[done] = to_etsi(r->id);
     }
+    if (failure == dataplane::errc::lease_exhausted &&
+        std::uint64_t{args.number - done} * *per_key <= granted_blocks_locked()) {
+        // The rest of this node's share lies beyond what the peer has ingested: the rest of
+        // the request comes from what the peer lent us.
+        failure.clear();
+        if (auto g = reserve_granted_locked(args, ids_out, bytes_out, done); !g) {
+            failure = g.error();
+        }
+    }
     if (!failure) {
         if (auto c = commit_locked(); !c) {
             failure = c.error();
@@ -273,8 +286,14 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
         (void)_stream.expire_key(to_store(ids_out[i]));
     }
     (void)commit_locked();
-    KEYRAIL_LOG(warn, "node", "enc_keys of %u keys failed after %u: %s", args.number, done,
-                failure.message().c_str());
+    if (failure == dataplane::errc::lease_exhausted || failure == dataplane::errc::block_unavailable) {
+        // Exhaustion is the client's 503, not a fault: no warning per request.
+        KEYRAIL_LOG(debug, "node", "enc_keys of %u keys: %u reserved, then %s", args.number,
+                    done, failure.message().c_str());
+    } else {
+        KEYRAIL_LOG(warn, "node", "enc_keys of %u keys failed after %u: %s", args.number, done,
+                    failure.message().c_str());
+    }
     return fail(to_etsi_error(failure));
 }
 

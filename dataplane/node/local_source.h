@@ -44,6 +44,10 @@ public:
     [[nodiscard]] virtual std::size_t produce(std::uint64_t now_ns, std::span<std::uint8_t> out,
                                               std::size_t max_blocks) noexcept = 0;
     [[nodiscard]] virtual std::uint64_t next_sequence() const noexcept = 0;
+    // The peer's end of the link already has every block below sequence_end: a device that
+    // keeps its own schedule (a simulation started at another time than its peer) makes them
+    // ready now. A real device has them anyway.
+    virtual void deliver_through(std::uint64_t sequence_end) noexcept { (void)sequence_end; }
 };
 
 struct source_counts {

@@ -343,6 +343,9 @@ result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
     if (auto c = commit_locked(); !c) {
         return fail(c.error());
     }
+    if (_peer_needs_end > _stream.status().ingested) {
+        (void)pump_locked(now_ns, pump_request_blocks_max); // the named blocks, for the slave
+    }
     return applied;
 }
 

@@ -68,6 +68,15 @@ public:
     [[nodiscard]] const confirmation &key_confirmation() const noexcept { return _confirmation; }
 
     [[nodiscard]] std::uint64_t next_sequence() const noexcept { return _next_sequence; }
+    // Makes every block below sequence_end ready now, ahead of the schedule (the other end of
+    // the link, started earlier, has them: real devices at both ends deliver together). Later
+    // bursts still arrive on schedule.
+    void deliver_through(std::uint64_t sequence_end) noexcept {
+        const std::uint64_t ready_end = _next_sequence + _pending_blocks;
+        if (sequence_end > ready_end) {
+            _pending_blocks += sequence_end - ready_end;
+        }
+    }
     [[nodiscard]] std::uint64_t pending_blocks() const noexcept { return _pending_blocks; }
     [[nodiscard]] std::size_t block_bytes() const noexcept { return _block_bytes; }
     // The mean interval between bursts, in ns (rounded down), for tests and metrics.

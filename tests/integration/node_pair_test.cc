@@ -265,6 +265,42 @@ TEST_F(node_pair_test, master_uses_more_than_the_slave_node_holds) {
     }
 }
 
+// Rebalancing: kme-a's SAEs use keys faster than its half of the link delivers while kme-b's
+// half lies unused. kme-b lends part of its share (ShareGrant) when kme-a's runs low, so kme-a
+// serves more keys than its own share ever held, and every one of them reaches bob intact.
+TEST_F(node_pair_test, a_node_short_of_its_share_is_lent_the_peers) {
+    net::node_options o;
+    o.rate_bps = 256'000;    // 1,000 blocks of 256 bits a second, 500 per share
+    o.max_key_count = 4'000; // ingest pauses at 4,000 available blocks (both shares)
+    n.set_options_all(o);
+    ASSERT_TRUE(start_pair());
+    std::this_thread::sleep_for(std::chrono::seconds(5)); // both shares fill up to the cap
+    const log_marks since = n.marks();
+    std::size_t served = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    // About 2,000 of kme-a's own blocks are there now; ask for 6,000 keys in under 20 s, which
+    // its share (500 blocks a second) cannot deliver on its own.
+    while (served < 6'000 && std::chrono::steady_clock::now() < deadline) {
+        const answer enc = n.enc_keys("kme-a", "alice", "bob", 100, 256);
+        if (enc.code == 503) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
+        ASSERT_EQ(enc.code, 200) << enc.body.substr(0, 300) << n.log_tails();
+        const answer dec = n.dec_keys("kme-b", "bob", "alice", enc.ids);
+        ASSERT_EQ(dec.code, 200) << dec.body.substr(0, 300)
+                                 << late_or_lost(n, "kme-b", "bob", "alice", enc.ids, dec)
+                                 << n.log_tails();
+        ASSERT_EQ(dec.keys, enc.keys);
+        served += enc.ids.size();
+    }
+    EXPECT_GE(served, 6'000u) << "kme-a served only " << served << " keys in 20 s"
+                              << n.log_tails();
+    const std::string granter = n.log_since("kme-b", since.at("kme-b"));
+    EXPECT_NE(granter.find("rebalancing:"), std::string::npos)
+        << "kme-b never granted part of its share" << n.log_tails();
+}
+
 // Behaviour 3, the other way: bob (kme-b) is the master, alice (kme-a) the slave.
 TEST_F(node_pair_test, master_on_kme_b_slave_on_kme_a) {
     ASSERT_TRUE(start_pair());

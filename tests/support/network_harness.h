@@ -205,7 +205,16 @@ inline bool port_accepts(std::uint16_t port) {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(port);
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (ok) {
+        // Our ports come from the ephemeral range, so with nothing listening the kernel may
+        // pick the same port as our source and connect the socket to itself (TCP
+        // simultaneous open): that is not a listener.
+        sockaddr_in self{};
+        socklen_t len = sizeof self;
+        ok = ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len) == 0 &&
+             self.sin_port != a.sin_port;
+    }
     ::close(fd);
     return ok;
 }

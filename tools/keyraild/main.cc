@@ -88,6 +88,9 @@ public:
         return _link.produce(now_ns, out, max_blocks);
     }
     std::uint64_t next_sequence() const noexcept override { return _link.next_sequence(); }
+    void deliver_through(std::uint64_t sequence_end) noexcept override {
+        _link.deliver_through(sequence_end);
+    }
 
 private:
     keyrail::drivers::sim::sim_link _link;
