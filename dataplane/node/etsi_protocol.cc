@@ -47,7 +47,9 @@ void etsi_protocol::on_close(engine::connection_context& ctx) noexcept {
     const std::uint32_t slot = ctx.id().slot;
     if (slot < _waits.size()) {
         end_wait(ctx.shard(), _waits[slot]);
+        const std::uint32_t token = _waits[slot].token; // a late timer must not match a new wait
         _waits[slot] = {};
+        _waits[slot].token = token;
     }
 }
 

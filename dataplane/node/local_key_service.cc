@@ -192,6 +192,9 @@ result<void> local_key_service::dec_keys(const etsi014::dec_request& req,
     }
     if (_runtime != nullptr) {
         for (peer_link* l : _runtime->links()) {
+            if (!l->serving()) {
+                continue; // an unconfirmed secret: its blocks may differ from the peer's
+            }
             if (auto r = attempt(&l->source())) {
                 return *r;
             }

@@ -56,7 +56,8 @@ local_source::local_source(stream& s, std::unique_ptr<block_source> source,
                            const local_source_options& options) noexcept
     : _stream(s), _source(std::move(source)), _options(options),
       _batch(pump_batch_blocks * s.block_bytes()), _expiry(options.reservations_max),
-      _delivered(std::bit_ceil(std::size_t{2} * options.reservations_max)) {
+      _delivered(std::bit_ceil(std::size_t{2} * options.reservations_max)),
+      _fresh(options.fresh ? fresh_state::unchecked : fresh_state::settled) {
     KEYRAIL_ASSERT(_source != nullptr, "local_source without a block source");
     KEYRAIL_ASSERT(options.reservations_max > 0, "reservations_max 0");
     KEYRAIL_ASSERT(options.key_expiry_ns > 0, "key_expiry_ns 0");
@@ -218,6 +219,9 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
                    args.number);
     KEYRAIL_ASSERT(bytes_out.size() >= args.number * each_bytes, "%zu bytes for %u x %zu",
                    bytes_out.size(), args.number, each_bytes);
+    if (_fresh != fresh_state::settled) {
+        return fail(etsi014::errc::unavailable); // see check_fresh
+    }
     const std::uint64_t needed = std::uint64_t{args.number} * *per_key;
     bool from_grants = false;
     if (needed > _stream.status().owned_available_blocks) {
@@ -276,6 +280,9 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
                 if (tell_peer) {
                     _outbox.push_back(to_store(ids_out[i]));
                 }
+            }
+            if (_outbox.size() > _options.reservations_max) {
+                prune_outbox_locked(); // the link is down: drop what expired meanwhile
             }
             return {};
         }
@@ -442,9 +449,18 @@ void local_source::expiry_push_locked(std::uint64_t deadline_ns,
         expiry_compact_locked();
     }
     // Every live entry names a reservation of the store, which holds at most
-    // reservations_max of them including this new one: compaction always leaves room.
-    KEYRAIL_ASSERT(_expiry_count < _expiry.size(), "expiry queue full: %zu live of %zu",
-                   _expiry_count, _expiry.size());
+    // reservations_max of them including this new one, so compaction leaves room, unless a
+    // key ID came back (a peer reserving an ID it voided before: two entries, one key). Then
+    // the oldest entry goes: its key (if it is still there) expires now, not later.
+    if (_expiry_count == _expiry.size()) {
+        const dataplane::key_id oldest = _expiry[_expiry_head].id;
+        delivered_erase_locked(oldest);
+        if (_stream.expire_key(oldest) && shared() && _voids.size() < _options.reservations_max) {
+            _voids.push_back(oldest);
+        }
+        _expiry_head = (_expiry_head + 1) % _expiry.size();
+        --_expiry_count;
+    }
     _expiry[(_expiry_head + _expiry_count) % _expiry.size()] = {deadline_ns, id};
     ++_expiry_count;
 }
@@ -459,6 +475,8 @@ void local_source::expiry_compact_locked() noexcept {
         if (_stream.find_key(e.id)) {
             _expiry[(_expiry_head + kept) % size] = e;
             ++kept;
+        } else {
+            delivered_erase_locked(e.id); // gone from the store: its delivery record too
         }
     }
     _expiry_count = kept;

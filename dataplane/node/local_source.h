@@ -60,6 +60,10 @@ struct local_source_options {
     // store); empty peer_node: a stream only this node uses. cfg says where each SAE lives.
     const settings* cfg = nullptr;
     std::string peer_node;
+    // A link stream created in this run (no store behind it before): it serves nothing from
+    // its share until the peer's first StreamWatermark shows the link has no history this end
+    // forgot (check_fresh); otherwise the lost store's keys would be served again.
+    bool fresh = false;
     // The source pauses once this many blocks are available (the device keeps them; they
     // arrive later), so max_key_count bounds what the store holds.
     std::uint64_t ingest_cap_blocks = 0;
@@ -163,8 +167,14 @@ public:
     // The peer serves from peer_serving blocks: if that is below low_water and this node has
     // plenty (four times as many), lease half the difference away from this node's share
     // (durably: never reserved here) and return it for a ShareGrant.
-    [[nodiscard]] std::optional<lease> maybe_grant(std::uint64_t peer_serving,
+    // At most one grant per second.
+    [[nodiscard]] std::optional<lease> maybe_grant(std::uint64_t now_ns,
+                                                   std::uint64_t peer_serving,
                                                    std::uint64_t low_water) noexcept;
+    // The peer's StreamWatermark on a fresh stream: if the peer has ingested more than a cap's
+    // worth beyond this end, the link has a history this store lost: refuse to serve from it
+    // (logged with what to do) instead of handing out its old blocks again.
+    void check_fresh(std::uint64_t peer_ingested_end) noexcept;
     // The peer's ShareGrant: its blocks first, first + stride, ... below end may serve keys
     // here once this node's own share runs short.
     void add_grant(std::uint64_t first, std::uint64_t end, std::uint32_t stride) noexcept;
@@ -264,6 +274,11 @@ private:
     // One past the highest block a peer reservation named: ingest continues at least to here
     // whatever the cap says.
     std::uint64_t _peer_needs_end = 0;
+    enum class fresh_state : std::uint8_t { settled, unchecked, refused };
+    fresh_state _fresh = fresh_state::settled;
+    std::uint64_t _last_grant_ns = 0;
+    std::size_t _inflight_keys = 0;
+    void prune_outbox_locked() noexcept;
     std::uint64_t _grants_taken_total = 0;
 };
 

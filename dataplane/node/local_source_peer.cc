@@ -118,8 +118,9 @@ std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) 
     out.keys.clear();
     out.runs.clear();
     out.slaves.clear();
-    if (_outbox.empty() || keys_max == 0 || _options.cfg == nullptr) {
-        return 0;
+    if (_outbox.empty() || keys_max == 0 || _options.cfg == nullptr ||
+        _inflight_keys >= _options.reservations_max) {
+        return 0; // nothing to send, or a peer that does not ack: wait for its acks
     }
     const std::size_t take = std::min(keys_max, _outbox.size());
     // Every view below points into these vectors: size them first so nothing moves.
@@ -180,6 +181,7 @@ std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) 
         return 0;
     }
     out.batch_id = batch.batch_id;
+    _inflight_keys += batch.ids.size();
     _inflight.push_back(std::move(batch));
     return out.keys.size();
 }
@@ -189,6 +191,7 @@ void local_source::requeue(std::uint64_t batch_id) noexcept {
     for (auto it = _inflight.begin(); it != _inflight.end(); ++it) {
         if (it->batch_id == batch_id) {
             _outbox.insert(_outbox.end(), it->ids.begin(), it->ids.end());
+            _inflight_keys -= it->ids.size();
             _inflight.erase(it);
             return;
         }
@@ -201,6 +204,10 @@ void local_source::requeue_all() noexcept {
         _outbox.insert(_outbox.end(), b.ids.begin(), b.ids.end());
     }
     _inflight.clear();
+    _inflight_keys = 0;
+    if (_outbox.size() > _options.reservations_max) {
+        prune_outbox_locked();
+    }
 }
 
 bool local_source::has_outbound() noexcept {
@@ -223,6 +230,9 @@ void local_source::serve_peer_slaves_locked(const dataplane::key_id& id) noexcep
             // Marks the slave served without copying; the last one wipes the blocks.
             (void)_stream.deliver(id, view->slaves[s], {});
         }
+    }
+    if (!_stream.find_key(id)) {
+        delivered_erase_locked(id); // every slave has it: forget the local deliveries too
     }
 }
 
@@ -257,6 +267,7 @@ void local_source::on_ack(std::uint64_t first, std::uint64_t last,
                 ++refused;
             }
         }
+        _inflight_keys -= it->ids.size();
         it = _inflight.erase(it);
     }
     if (refused > 0) {
@@ -324,6 +335,13 @@ result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
                 seqs.push_back(r->first() + std::uint64_t{i} * r->stride());
             }
         }
+        // A block far beyond what this end has would make it ingest that far at once (under
+        // the lock): the peer is not that far ahead unless something is wrong.
+        const std::uint64_t reach = _stream.status().ingested + _options.ingest_cap_blocks;
+        if (!seqs.empty() && seqs.back() >= reach) {
+            refuse(proto::fb::ReserveStatus::full);
+            continue;
+        }
         const reserve_request req{k->size_bits(), sae_id{static_cast<std::uint64_t>(*master) + 1},
                                   std::span<const sae_id>(slaves.data(), slave_count)};
         auto done = _stream.reserve_specific(id, req, seqs, {});
@@ -369,6 +387,34 @@ void local_source::apply_void(const proto::fb::Void& v) noexcept {
 
 namespace keyrail::dataplane::node {
 
+void local_source::check_fresh(std::uint64_t peer_ingested_end) noexcept {
+    const std::lock_guard guard(_lock);
+    if (_fresh != fresh_state::unchecked) {
+        return;
+    }
+    const std::uint64_t ours = _stream.status().ingested;
+    // Both ends of a new link stop ingesting near the cap (each end's share, both shares
+    // counted): a new link differs by less than two caps. A history this end forgot shows as
+    // more. (A history shorter than that is not caught: the watermark is all we have.)
+    if (peer_ingested_end <= ours + 2 * _options.ingest_cap_blocks + 4096) {
+        _fresh = fresh_state::settled;
+        return;
+    }
+    _fresh = fresh_state::refused;
+    KEYRAIL_LOG(error, "node",
+                "stream %u: this end's link stream is new but %s has ingested up to seq %llu "
+                "(here %llu): the store that held this link's history is gone, and serving from "
+                "it again would repeat old keys. No keys are served on this link: give the link "
+                "a new secret at both ends (or restore the store)",
+                _stream.id().value, _options.peer_node.c_str(),
+                static_cast<unsigned long long>(peer_ingested_end),
+                static_cast<unsigned long long>(ours));
+}
+
+void local_source::prune_outbox_locked() noexcept {
+    std::erase_if(_outbox, [this](const dataplane::key_id& id) { return !_stream.find_key(id); });
+}
+
 std::uint64_t local_source::granted_blocks_locked() const noexcept {
     std::uint64_t n = 0;
     for (const proto::seq_run& r : _grants) {
@@ -382,13 +428,17 @@ std::uint64_t local_source::serving_blocks() noexcept {
     return _stream.status().owned_available_blocks + granted_blocks_locked();
 }
 
-std::optional<lease> local_source::maybe_grant(std::uint64_t peer_serving,
+std::optional<lease> local_source::maybe_grant(std::uint64_t now_ns, std::uint64_t peer_serving,
                                                std::uint64_t low_water) noexcept {
     const std::lock_guard guard(_lock);
     const std::uint64_t mine = _stream.status().owned_available_blocks;
-    if (peer_serving >= low_water || mine < 4 * std::max(peer_serving, low_water)) {
+    constexpr std::uint64_t grant_interval_ns = 1'000'000'000;
+    if (peer_serving >= low_water || mine < 4 * std::max(peer_serving, low_water) ||
+        (_last_grant_ns != 0 && now_ns - _last_grant_ns < grant_interval_ns) ||
+        _fresh != fresh_state::settled) {
         return std::nullopt;
     }
+    _last_grant_ns = now_ns;
     constexpr std::uint64_t grant_blocks_max = 1u << 16;
     const std::uint64_t give = std::min((mine - peer_serving) / 2, grant_blocks_max);
     auto l = _stream.grant(give);

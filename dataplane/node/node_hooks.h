@@ -74,7 +74,9 @@ public:
             }
             bool more = false;
             for (local_source* s : _sources) {
-                more = s->pump(now_ns, _timers.pump_blocks_max) || more;
+                if (may_ingest(s)) {
+                    more = s->pump(now_ns, _timers.pump_blocks_max) || more;
+                }
             }
             if (more && !_pump_more_armed) {
                 _pump_more_armed = arm(shard, 0, 0, arg_pump_more).has_value();
@@ -124,6 +126,19 @@ public:
     }
 
 private:
+    // A link's stream takes blocks only while its secret is confirmed with the peer: blocks
+    // derived from a wrong secret would be served as keys that differ at the two ends.
+    [[nodiscard]] bool may_ingest(const local_source* s) const noexcept {
+        if (_runtime != nullptr) {
+            for (const peer_link* l : _runtime->links()) {
+                if (&l->source() == s) {
+                    return l->serving();
+                }
+            }
+        }
+        return true;
+    }
+
     static constexpr std::uint64_t arg_pump = 1;
     static constexpr std::uint64_t arg_pump_more = 2;
     static constexpr std::uint64_t arg_expiry = 3;

@@ -48,6 +48,7 @@ public:
     [[nodiscard]] const std::string& peer_node() const noexcept { return _peer; }
     [[nodiscard]] std::uint64_t rate_bps() const noexcept { return _rate_bps; }
     [[nodiscard]] local_source& source() noexcept { return _source; }
+    [[nodiscard]] const local_source& source() const noexcept { return _source; }
 
     // HMAC-SHA-256 keyed by the confirmation value over
     // "keyrail-link-confirm" || 0 || link id || 0 || sender node id || 0 || sender nonce.

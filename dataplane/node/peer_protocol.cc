@@ -251,6 +251,11 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
     }
     case proto::fb::Message::ReserveAck: {
         const auto* a = proto::body_as<proto::fb::ReserveAck>(d);
+        if (a->link_id()->string_view() != l.id()) {
+            KEYRAIL_LOG(warn, "node", "link '%s': ReserveAck for link '%s': closing",
+                        l.id().c_str(), a->link_id()->c_str());
+            return close;
+        }
         _exceptions.clear();
         if (a->keys() != nullptr) {
             for (const proto::fb::KeyAck* k : *a->keys()) {
@@ -263,9 +268,16 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
         src.on_ack(a->batch_first(), a->batch_last(), _exceptions);
         return next;
     }
-    case proto::fb::Message::Void:
-        src.apply_void(*proto::body_as<proto::fb::Void>(d));
+    case proto::fb::Message::Void: {
+        const auto* v = proto::body_as<proto::fb::Void>(d);
+        if (v->link_id()->string_view() != l.id()) {
+            KEYRAIL_LOG(warn, "node", "link '%s': Void for link '%s': closing", l.id().c_str(),
+                        v->link_id()->c_str());
+            return close;
+        }
+        src.apply_void(*v);
         return next;
+    }
     case proto::fb::Message::Ping: {
         const auto* p = proto::body_as<proto::fb::Ping>(d);
         proto::pong_in pong{p->nonce(), p->sent_ns(), ctx.shard().now_ns()};
@@ -285,8 +297,15 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
     }
     case proto::fb::Message::StreamWatermark: {
         const auto* w = proto::body_as<proto::fb::StreamWatermark>(d);
+        if (w->link_id()->string_view() != l.id()) {
+            KEYRAIL_LOG(warn, "node", "link '%s': StreamWatermark for link '%s': closing",
+                        l.id().c_str(), w->link_id()->c_str());
+            return close;
+        }
+        src.check_fresh(w->ingested_end());
         // Rebalancing: a peer whose share runs low gets part of ours, if we have plenty.
-        if (auto g = src.maybe_grant(w->serving_blocks(), src.grant_low_water())) {
+        if (auto g = src.maybe_grant(ctx.shard().now_ns(), w->serving_blocks(),
+                                     src.grant_low_water())) {
             proto::share_grant_in grant;
             grant.link_id = l.id();
             grant.first = g->first;
@@ -303,6 +322,11 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
     }
     case proto::fb::Message::ShareGrant: {
         const auto* g = proto::body_as<proto::fb::ShareGrant>(d);
+        if (g->link_id()->string_view() != l.id()) {
+            KEYRAIL_LOG(warn, "node", "link '%s': ShareGrant for link '%s': closing",
+                        l.id().c_str(), g->link_id()->c_str());
+            return close;
+        }
         src.add_grant(g->first(), g->end(), g->stride());
         return next;
     }

@@ -512,7 +512,18 @@ public:
     }
 
     // kill -9; true when the node was running and died of the SIGKILL.
-    bool kill9(const std::string& id) { return stop(id, SIGKILL) == -1; }
+    // The kernel closes a killed process's io_uring (and the listening sockets its pending
+    // accepts hold) a little after the process is reaped: until then the dead node's port still
+    // completes TCP handshakes, which a restart's start_wait::sae_port would take for the new
+    // node. So wait (2 s at most) until nothing accepts on its SAE port.
+    bool kill9(const std::string& id) {
+        const bool died = stop(id, SIGKILL) == -1;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        while (port_accepts(at(id).sae_port) && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return died;
+    }
 
     [[nodiscard]] bool running(const std::string& id) const { return at(id).pid > 0; }
 

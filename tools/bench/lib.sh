@@ -162,7 +162,7 @@ YAML
     bench_pids+=("$node_pid")
     bench_wait_port "$node_port" || { cat "$w/keyraild.log" >&2; exit 1; }
     # Let the simulated link fill the store before measuring.
-    sleep 2
+    bench_wait_filled "$w/pki" bench-master bench-slave "$node_port"
     bench_node_port=$node_port
     bench_node_pid=$node_pid
 }
@@ -208,9 +208,28 @@ bench_start_pair() {
         tail -5 "$w/bench-a/keyraild.log" "$w/bench-b/keyraild.log" >&2
         exit 1
     }
-    sleep 2
     bench_a_port=$sae_a
     bench_b_port=$sae_b
+    # Measure only once both nodes' stores are full: ingest at 4 Gbit/s takes a few seconds.
+    bench_wait_filled "$w/pki" "bench-master" "bench-slave" "$sae_a"
+    bench_wait_filled "$w/pki" "bench-slave" "bench-master" "$sae_b"
+}
+
+# bench_wait_filled PKI MASTER SLAVE PORT: polls MASTER's status for SLAVE until
+# stored_key_count stops growing (at most 30 s).
+bench_wait_filled() {
+    local pki=$1 master=$2 slave=$3 port=$4 last=-1 now
+    for _ in $(seq 100); do
+        now=$(curl -sf --cacert "$pki/ca/ca.crt" --cert "$pki/saes/$master.crt" \
+            --key "$pki/saes/$master.key" \
+            "https://127.0.0.1:$port/api/v1/keys/$slave/status" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["stored_key_count"])' ||
+            echo -2)
+        [[ $now == "$last" && $now -gt 0 ]] && return 0
+        last=$now
+        sleep 0.3
+    done
+    echo "bench: $master's key count for $slave still changing after 30 s" >&2
 }
 
 # bench_pair_node DIR ID SAE_PORT PEER_PORT NEIGHBOUR NEIGHBOUR_PEER_PORT: one node's config.

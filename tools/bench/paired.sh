@@ -2,10 +2,12 @@
 # Suite paired: the master SAE's enc_keys at node bench-a followed by the slave SAE's dec_keys
 # at node bench-b for the same key IDs, over keep-alive mTLS, checking the bytes match; the two
 # nodes are separate keyraild processes linked by the peer protocol (the reservation reaches
-# bench-b as a batched Reserve, no round trip on enc_keys). Pairs/s and end-to-end latency
-# p50/p99/p999, with a single node's enc_keys rate, measured in the same run, as reference.
-# Placement: the reference node on core 0; then bench-a on core 0 and bench-b on core 1 (two
-# sites), keyrail-bench on core 1 throughout.
+# bench-b as a batched Reserve, no round trip on enc_keys). Pairs/s under closed-loop load,
+# against a single node's enc_keys rate measured in the same run; end-to-end latency
+# p50/p99/p999 with one pair in flight, against one request at a time to nginx serving a static
+# enc_keys answer (this machine's floor for one HTTPS round trip; a pair makes two).
+# Placement: the reference node and nginx on core 0; then bench-a on core 0 and bench-b on
+# core 1 (two sites), keyrail-bench on core 1 throughout.
 # Usage: tools/bench/paired.sh --bin DIR --out FILE [--smoke] [--duration S]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,9 +41,12 @@ bench_start_node "$bin" "$w/single"
 url="https://127.0.0.1:$bench_node_port"
 
 # run NAME REQUEST [extra args]: one keyrail-bench run into $w/NAME.json
+# Server pids whose CPU time a run records in $w/NAME.cpu (clock ticks).
+server_pids=()
 run() {
-    local name=$1 request=$2
+    local name=$1 request=$2 before after
     shift 2
+    before=$(bench_cpu_ticks "${server_pids[@]}")
     "$bin/keyrail-bench" --url "$url" --ca "$pki/ca/ca.crt" \
         --cert "$pki/saes/bench-master.crt" --key "$pki/saes/bench-master.key" \
         --slave-sae bench-slave --request "$request" --number 1 --size 256 \
@@ -52,30 +57,61 @@ run() {
         cat "$w/$name.txt" >&2
         return 1
     }
+    after=$(bench_cpu_ticks "${server_pids[@]}")
+    echo $((after - before)) > "$w/$name.cpu"
     echo "paired: $name: $(grep -m1 'requests' "$w/$name.txt" || true)"
 }
 
 pki=$w/single/pki
+server_pids=("$bench_node_pid")
 run enc_keys enc_keys
-# The reference node is done: stop it so it takes no CPU from the pair.
-kill -TERM "$bench_node_pid"
-wait "$bench_node_pid" 2>/dev/null || true
+# The latency floor of this machine: one HTTPS request at a time to nginx (one worker, core 0)
+# serving a static copy of a 1-key enc_keys answer (keys and IDs replaced by random bytes).
+mkdir -p "$w/www"
+curl -sf --cacert "$pki/ca/ca.crt" --cert "$pki/saes/bench-master.crt" \
+    --key "$pki/saes/bench-master.key" "$url/api/v1/keys/bench-slave/status" > "$w/www/status.json"
+curl -sf --cacert "$pki/ca/ca.crt" --cert "$pki/saes/bench-master.crt" \
+    --key "$pki/saes/bench-master.key" "$url/api/v1/keys/bench-slave/enc_keys?number=1&size=256" |
+    python3 -c '
+import base64, json, os, sys, uuid
+doc = json.load(sys.stdin)
+for k in doc["keys"]:
+    k["key_ID"] = str(uuid.uuid4())
+    k["key"] = base64.b64encode(os.urandom(len(base64.b64decode(k["key"])))).decode()
+sys.stdout.write(json.dumps(doc, separators=(",", ":")))' > "$w/www/enc_keys.json"
+nginx_port=$(bench_free_port)
+nginx_pid=$(bench_start_nginx "$w/nginx" "$nginx_port" "$w/single/pki/nodes/bench-kme.crt" \
+    "$w/single/pki/nodes/bench-kme.key" "$pki/ca/ca.crt" "$w/www" 0)
+bench_pids+=("$nginx_pid")
+bench_wait_port "$nginx_port"
+url="https://127.0.0.1:$nginx_port"
+server_pids=("$nginx_pid")
+run nginx_one_at_a_time enc_keys --connections 1 --pipeline 1
+# The references are done: stop them so they take no CPU from the pair.
+kill -TERM "$bench_node_pid" "$nginx_pid"
+wait "$bench_node_pid" "$nginx_pid" 2>/dev/null || true
 
 bench_start_pair "$bin" "$w/pair" 0 "$client_cpu"
 pki=$w/pair/pki
 url="https://127.0.0.1:$bench_a_port"
-run paired paired --master-sae bench-master --slave-url "https://127.0.0.1:$bench_b_port" \
-    --slave-cert "$pki/saes/bench-slave.crt" --slave-key "$pki/saes/bench-slave.key"
+server_pids=("$bench_a_pid" "$bench_b_pid")
+pair_args=(--master-sae bench-master --slave-url "https://127.0.0.1:$bench_b_port"
+    --slave-cert "$pki/saes/bench-slave.crt" --slave-key "$pki/saes/bench-slave.key")
+run paired paired "${pair_args[@]}"
+run paired_one_at_a_time paired "${pair_args[@]}" --connections 1 --pipeline 1
 
-python3 - "$w" "$out" <<'PY'
+python3 - "$w" "$out" "$(getconf CLK_TCK)" <<'PY'
 import json, os, sys
-work, out = sys.argv[1], sys.argv[2]
+work, out, hz = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def cpu_s(name):
+    return int(open(f"{work}/{name}.cpu").read()) / hz
 def load(name):
     doc = json.load(open(f"{work}/{name}.json"))
     if doc["errors"]:
         sys.exit(f"paired: run {name} had {doc['errors']} errors: {doc['errors_by_kind']}")
     return doc
 enc, pair = load("enc_keys"), load("paired")
+floor, pair1 = load("nginx_one_at_a_time"), load("paired_one_at_a_time")
 rows = []
 def row(name, value, unit, ref_name, ref_value, ref_unit=None):
     rows.append({"name": name, "value": value, "unit": unit,
@@ -83,15 +119,25 @@ def row(name, value, unit, ref_name, ref_value, ref_unit=None):
                  "ratio": value / ref_value if ref_value else 0.0})
 row("paired_pairs_per_s", pair["requests_per_s"], "pairs/s",
     "single_node_enc_keys_req_per_s", enc["requests_per_s"], "req/s")
+# The same per second of server CPU (both nodes' for a pair): what a pair costs the KMEs
+# against what one enc_keys costs, whatever the client and the core sharing did.
+row("paired_pairs_per_server_cpu_s", pair["successes"] / cpu_s("paired"), "pairs/cpu-s",
+    "enc_keys_per_server_cpu_s", enc["successes"] / cpu_s("enc_keys"), "req/cpu-s")
+# Latency with one pair in flight (the targets), against one request at a time to nginx: the
+# floor of this machine for a single HTTPS round trip; a pair is two of them.
 for p in ("p50", "p99", "p999"):
-    row(f"paired_latency_{p}", pair["latency_ms"][p] * 1000.0, "us",
-        f"enc_keys_latency_{p}", enc["latency_ms"][p] * 1000.0)
+    row(f"paired_latency_{p}", pair1["latency_ms"][p] * 1000.0, "us",
+        f"nginx_one_request_latency_{p}", floor["latency_ms"][p] * 1000.0)
+# Latency under the closed-loop load of the throughput run (queueing included).
+for p in ("p50", "p99", "p999"):
+    row(f"paired_loaded_latency_{p}", pair["latency_ms"][p] * 1000.0, "us",
+        f"enc_keys_loaded_latency_{p}", enc["latency_ms"][p] * 1000.0)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
             if l.startswith("model name")), "unknown cpu")
 doc = {"suite": "paired", "commit": os.environ.get("KEYRAIL_COMMIT", "unknown"),
        "machine": f"{cpu}, {os.cpu_count()} cpus",
-       "placement": "reference node on core 0; master node bench-a on core 0, slave node "
-                    "bench-b on core 1; keyrail-bench on core 1",
+       "placement": "reference node and nginx on core 0; master node bench-a on core 0, "
+                    "slave node bench-b on core 1; keyrail-bench on core 1",
        "results": rows}
 with open(out, "w") as f:
     json.dump(doc, f, indent=2)

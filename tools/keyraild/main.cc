@@ -315,8 +315,10 @@ link_parts make_link(const control::config& cfg, const node::settings& settings,
     const dp::stream_id id{link_stream_id(link.id)};
     const dp::ownership own{2, cfg.node.id < link.peer ? 0u : 1u};
     auto found = store.find(id);
+    bool fresh = false;
     if (!found && found.error() == dp::errc::unknown_stream) {
         found = store.create_stream(id, own);
+        fresh = true;
     }
     if (!found) {
         throw startup_error("store '" + cfg.store.dir.string() + "': " + where + ": " +
@@ -346,10 +348,11 @@ link_parts make_link(const control::config& cfg, const node::settings& settings,
     if (!sim) {
         throw startup_error(where + ": sim driver: " + sim.error().message());
     }
-    const auto confirmation = sim->key_confirmation();
+    auto confirmation = sim->key_confirmation();
     node::local_source_options options;
     options.cfg = &settings;
     options.peer_node = link.peer;
+    options.fresh = fresh;
     options.ingest_cap_blocks = ingest_cap(cfg, st);
     options.key_expiry_ns = std::uint64_t{cfg.limits.key_expiry_s} * 1'000'000'000u;
     options.reservations_max = cfg.store.reservations_max;
@@ -360,6 +363,7 @@ link_parts make_link(const control::config& cfg, const node::settings& settings,
     parts.link = std::make_unique<node::peer_link>(
         link.id, cfg.node.id, link.peer, link.sim.rate_bps, *parts.source, confirmation,
         cfg.store.dir / ("link-" + link.id + ".confirmed"));
+    keyrail::secure_wipe(confirmation.data(), confirmation.size());
     KEYRAIL_LOG(info, "keyraild",
                 "link '%s' to %s: stream %u (share %u of %u) resumes at seq %llu, %llu own blocks "
                 "available; %s",
@@ -434,7 +438,10 @@ int run_node(const std::string& config_path) {
     sc.signals = engine::stop_signals::handle;
     sc.connections_per_shard_max = 128;
     sc.input_buffer_bytes = 64 * 1024;
-    sc.output_buffer_bytes = response_bytes_max;
+    // Peer connections share these buffers: a Reserve batch (up to 256 keys) and its ack must
+    // fit whatever the ETSI limits make the largest response.
+    sc.output_buffer_bytes =
+        cfg.links.empty() ? response_bytes_max : std::max<std::size_t>(response_bytes_max, 128 * 1024);
     engine::listener_config l;
     l.address = cfg.node.sae_api.address;
     l.port = cfg.node.sae_api.port;
@@ -480,7 +487,8 @@ int run_node(const std::string& config_path) {
             sc.outbound.push_back(std::move(o));
             outbound_links.push_back(i);
         }
-        const std::size_t frame_max = sc.input_buffer_bytes;
+        // A frame fits the peer's input buffer and leaves room in our output for the rest.
+        const std::size_t frame_max = std::min(sc.input_buffer_bytes, sc.output_buffer_bytes / 2);
         p.make_protocol = [&settings, &runtime, outbound_links, frame_max](std::size_t shard) {
             return std::make_unique<node::peer_protocol>(settings, *runtime, shard, outbound_links,
                                                          frame_max);
