@@ -336,10 +336,11 @@ result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
             }
         }
         // A block far beyond what this end has would make it ingest that far at once (under
-        // the lock): the peer is not that far ahead unless something is wrong.
+        // the lock): the peer is not that far ahead unless something is wrong (this end's
+        // store was recreated: check_fresh).
         const std::uint64_t reach = _stream.status().ingested + _options.ingest_cap_blocks;
-        if (!seqs.empty() && seqs.back() >= reach) {
-            refuse(proto::fb::ReserveStatus::full);
+        if (_fresh == fresh_state::refused || (!seqs.empty() && seqs.back() >= reach)) {
+            refuse(proto::fb::ReserveStatus::rejected);
             continue;
         }
         const reserve_request req{k->size_bits(), sae_id{static_cast<std::uint64_t>(*master) + 1},
@@ -404,8 +405,9 @@ void local_source::check_fresh(std::uint64_t peer_ingested_end) noexcept {
     KEYRAIL_LOG(error, "node",
                 "stream %u: this end's link stream is new but %s has ingested up to seq %llu "
                 "(here %llu): the store that held this link's history is gone, and serving from "
-                "it again would repeat old keys. No keys are served on this link: give the link "
-                "a new secret at both ends (or restore the store)",
+                "it again would repeat old keys. No keys are served on this link (and the "
+                "peer's reservations are refused): give the link a new id and a new secret at "
+                "both ends, or restore this store",
                 _stream.id().value, _options.peer_node.c_str(),
                 static_cast<unsigned long long>(peer_ingested_end),
                 static_cast<unsigned long long>(ours));

@@ -301,6 +301,68 @@ TEST_F(node_pair_test, a_node_short_of_its_share_is_lent_the_peers) {
         << "kme-b never granted part of its share" << n.log_tails();
 }
 
+// Keys no slave fetches expire at both ends: the slave's node forgets them (400 afterwards)
+// and the master's node voids them, so neither keeps the blocks.
+TEST_F(node_pair_test, unfetched_keys_expire_at_both_ends) {
+    net::node_options o;
+    o.key_expiry_s = 1;
+    n.set_options_all(o);
+    ASSERT_TRUE(start_pair());
+    const log_marks since = n.marks();
+    const answer enc = n.enc_keys("kme-a", "alice", "bob", 5, 256);
+    ASSERT_EQ(enc.code, 200) << enc.body << n.log_tails();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2'500)); // expiry 1 s, sweep 100 ms
+    const answer dec = n.dec_keys("kme-b", "bob", "alice", enc.ids);
+    EXPECT_EQ(dec.code, 400) << dec.body;
+    EXPECT_EQ(dec.body, not_found_body);
+    EXPECT_TRUE(dec.keys.empty());
+    // Both stores logged nothing about refusals, and both ends still serve new keys.
+    const answer again = n.enc_keys("kme-a", "alice", "bob", 1, 256);
+    ASSERT_EQ(again.code, 200) << again.body;
+    const answer fetched = n.dec_keys("kme-b", "bob", "alice", again.ids);
+    ASSERT_EQ(fetched.code, 200) << fetched.body;
+    EXPECT_EQ(fetched.keys, again.keys);
+    EXPECT_EQ(n.log_since("kme-a", since.at("kme-a")).find("refused"), std::string::npos);
+}
+
+// A node whose store was lost while its neighbour kept the link's history must not serve its
+// share again from sequence 0: those blocks' keys were handed out before. It says so (with the
+// way out: a new link id and secret at both ends) and answers 503; the peer's reservations are
+// refused too, which the peer logs, so nobody is left guessing.
+TEST_F(node_pair_test, a_recreated_store_does_not_serve_the_links_old_blocks) {
+    net::node_options o;
+    o.max_key_count = 2'000; // ingest cap 2,000 blocks: a short history is already "far ahead"
+    n.set_options_all(o);
+    ASSERT_TRUE(start_pair());
+    // About 12,000 blocks of history at both ends: bob's master keys (kme-b's share) included.
+    for (int r = 0; r < 30; ++r) {
+        const answer enc = n.enc_keys(r % 2 == 0 ? "kme-a" : "kme-b", r % 2 == 0 ? "alice" : "bob",
+                                      r % 2 == 0 ? "bob" : "alice", 100, 1024);
+        if (enc.code == 503) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            continue;
+        }
+        ASSERT_EQ(enc.code, 200) << enc.body << n.log_tails();
+    }
+    EXPECT_EQ(n.stop("kme-b"), 0);
+    std::filesystem::remove_all(n.at("kme-b").dir / "store");
+    const log_marks since = n.marks();
+    n.start("kme-b");
+    ASSERT_TRUE(n.wait_link_up("a-b", since));
+    ASSERT_TRUE(n.wait_log({"kme-b"}, "history is gone", since, std::chrono::seconds(5)));
+    const answer enc = n.enc_keys("kme-b", "bob", "alice", 1, 256);
+    EXPECT_EQ(enc.code, 503) << enc.body;
+    EXPECT_TRUE(enc.keys.empty());
+    // kme-a still answers alice from its own share, but kme-b refuses the reservation and
+    // kme-a says so; bob gets no key bytes for it.
+    const answer other = n.enc_keys("kme-a", "alice", "bob", 2, 256);
+    ASSERT_EQ(other.code, 200) << other.body << n.log_tails();
+    EXPECT_TRUE(n.wait_log({"kme-a"}, "refused 2 reservations", since, std::chrono::seconds(5)));
+    const answer dec = n.dec_keys("kme-b", "bob", "alice", other.ids);
+    EXPECT_EQ(dec.code, 400) << dec.body;
+    EXPECT_TRUE(dec.keys.empty());
+}
+
 // Behaviour 3, the other way: bob (kme-b) is the master, alice (kme-a) the slave.
 TEST_F(node_pair_test, master_on_kme_b_slave_on_kme_a) {
     ASSERT_TRUE(start_pair());
