@@ -19,6 +19,7 @@
 // behind and too few blocks are available.
 #include <algorithm>
 #include <cstddef>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -165,7 +166,7 @@ public:
     // available blocks not yet leased, plus unused grants), for StreamWatermark.
     [[nodiscard]] std::uint64_t serving_blocks() noexcept;
     // The peer serves from peer_serving blocks: if that is below low_water and this node has
-    // plenty (four times as many), lease half the difference away from this node's share
+    // plenty (twice as many), lease half the difference away from this node's share
     // (durably: never reserved here) and return it for a ShareGrant.
     // At most one grant per second.
     [[nodiscard]] std::optional<lease> maybe_grant(std::uint64_t now_ns,
@@ -260,10 +261,11 @@ private:
     // full. The store's key_view does not say which slaves have a key, and a dec_keys must know
     // before it delivers anything. Empty after a restart (see deliver).
     std::vector<delivered_entry> _delivered;
-    // Link streams: reservations of this node's share not yet told to the peer, batches sent
-    // and not acked, and keys to void at the peer. Bounded by the reservation table (every
-    // entry names a live reservation) except the voids, capped at reservations_max.
-    std::vector<dataplane::key_id> _outbox;
+    // Link streams: reservations of this node's share not yet told to the peer (told oldest
+    // first), batches sent and not acked, and keys to void at the peer. The outbox is pruned of
+    // keys gone from the store when it passes reservations_max (every live entry names a live
+    // reservation), at most reservations_max keys are in flight, the voids are capped there.
+    std::deque<dataplane::key_id> _outbox; // oldest first
     std::vector<inflight_batch> _inflight;
     std::vector<dataplane::key_id> _voids;
     std::uint64_t _next_batch = 1;

@@ -135,7 +135,7 @@ std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) 
     const auto& saes = _options.cfg->saes;
     std::size_t used = 0;
     for (; used < take; ++used) {
-        const dataplane::key_id& id = _outbox[_outbox.size() - 1 - used];
+        const dataplane::key_id& id = _outbox[used];
         auto view = _stream.find_key(id);
         if (!view) {
             continue; // expired or voided since: nothing to tell
@@ -176,7 +176,7 @@ std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) 
         out.keys.push_back(k);
         batch.ids.push_back(id);
     }
-    _outbox.resize(_outbox.size() - used);
+    _outbox.erase(_outbox.begin(), _outbox.begin() + static_cast<std::ptrdiff_t>(used));
     if (batch.ids.empty()) {
         return 0;
     }
@@ -190,7 +190,7 @@ void local_source::requeue(std::uint64_t batch_id) noexcept {
     const std::lock_guard guard(_lock);
     for (auto it = _inflight.begin(); it != _inflight.end(); ++it) {
         if (it->batch_id == batch_id) {
-            _outbox.insert(_outbox.end(), it->ids.begin(), it->ids.end());
+            _outbox.insert(_outbox.begin(), it->ids.begin(), it->ids.end()); // oldest first
             _inflight_keys -= it->ids.size();
             _inflight.erase(it);
             return;
@@ -200,8 +200,8 @@ void local_source::requeue(std::uint64_t batch_id) noexcept {
 
 void local_source::requeue_all() noexcept {
     const std::lock_guard guard(_lock);
-    for (const inflight_batch& b : _inflight) {
-        _outbox.insert(_outbox.end(), b.ids.begin(), b.ids.end());
+    for (auto b = _inflight.rbegin(); b != _inflight.rend(); ++b) {
+        _outbox.insert(_outbox.begin(), b->ids.begin(), b->ids.end()); // sent first, told first
     }
     _inflight.clear();
     _inflight_keys = 0;
@@ -435,7 +435,7 @@ std::optional<lease> local_source::maybe_grant(std::uint64_t now_ns, std::uint64
     const std::lock_guard guard(_lock);
     const std::uint64_t mine = _stream.status().owned_available_blocks;
     constexpr std::uint64_t grant_interval_ns = 1'000'000'000;
-    if (peer_serving >= low_water || mine < 4 * std::max(peer_serving, low_water) ||
+    if (peer_serving >= low_water || mine < 2 * std::max(peer_serving, low_water) ||
         (_last_grant_ns != 0 && now_ns - _last_grant_ns < grant_interval_ns) ||
         _fresh != fresh_state::settled) {
         return std::nullopt;

@@ -175,8 +175,8 @@ bool peer_protocol::on_hello(engine::connection_context& ctx, conn_state& st,
     // Whatever was in flight on an earlier connection is told again: the peer answers
     // duplicate for what it already has.
     l.source().requeue_all();
-    KEYRAIL_LOG(info, "node", "link '%s' %s %s up (protocol v%u)", l.id().c_str(), direction(ctx),
-                l.peer_node().c_str(), st.version);
+    KEYRAIL_LOG(debug, "node", "link '%s' %s %s: key confirmation passed", l.id().c_str(),
+                direction(ctx), l.peer_node().c_str());
     send_watermark_and_ping(ctx.shard(), st, true);
     l.flush_queued.store(false, std::memory_order_release);
     flush_link(ctx.shard(), st.link);
@@ -303,6 +303,13 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
             return close;
         }
         src.check_fresh(w->ingested_end());
+        if (!st->watermark_received) {
+            // Up once both Hellos passed and the peer's position is known (a new stream checks
+            // it before it serves): from here on the link serves at once.
+            st->watermark_received = true;
+            KEYRAIL_LOG(info, "node", "link '%s' %s %s up (protocol v%u)", l.id().c_str(),
+                        direction(ctx), l.peer_node().c_str(), st->version);
+        }
         // Rebalancing: a peer whose share runs low gets part of ours, if we have plenty.
         if (auto g = src.maybe_grant(ctx.shard().now_ns(), w->serving_blocks(),
                                      src.grant_low_water())) {

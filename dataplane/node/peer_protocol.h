@@ -50,6 +50,7 @@ private:
     struct conn_state {
         bool used = false;
         bool hello_received = false;
+        bool watermark_received = false; // the link is logged "up" at the first one
         std::size_t link = 0;
         engine::connection_id id{};
         std::uint16_t version = 0;
