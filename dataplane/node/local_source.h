@@ -279,6 +279,7 @@ private:
     enum class fresh_state : std::uint8_t { settled, unchecked, refused };
     fresh_state _fresh = fresh_state::settled;
     std::uint64_t _last_grant_ns = 0;
+    std::uint64_t _bad_grants = 0;
     std::size_t _inflight_keys = 0;
     void prune_outbox_locked() noexcept;
     std::uint64_t _grants_taken_total = 0;

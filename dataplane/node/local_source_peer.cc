@@ -464,10 +464,16 @@ void local_source::add_grant(std::uint64_t first, std::uint64_t end,
     const std::lock_guard guard(_lock);
     const ownership own = _stream.owner();
     if (stride != own.stride || own.owns(first) || first >= end) {
-        KEYRAIL_LOG(warn, "node", "stream %u: grant from %s of seq %llu..%llu stride %u is not "
-                    "the peer's share: ignored", _stream.id().value, _options.peer_node.c_str(),
-                    static_cast<unsigned long long>(first), static_cast<unsigned long long>(end),
-                    stride);
+        // A peer bug, not an attack (the peer is authenticated): one line per 1000 of them.
+        if (_bad_grants++ % 1000 == 0) {
+            KEYRAIL_LOG(warn, "node",
+                        "stream %u: grant from %s of seq %llu..%llu stride %u is not the "
+                        "peer's share: ignored (%llu such grants so far)",
+                        _stream.id().value, _options.peer_node.c_str(),
+                        static_cast<unsigned long long>(first),
+                        static_cast<unsigned long long>(end), stride,
+                        static_cast<unsigned long long>(_bad_grants));
+        }
         return;
     }
     constexpr std::size_t grants_max = 64; // oldest dropped first: a bound, never reached in use
