@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string_view>
 
 #include <openssl/x509.h>
 
@@ -181,6 +182,11 @@ public:
     // The verified client certificate, owned by the TLS session.
     [[nodiscard]] X509* peer_certificate() const noexcept { return _tls->peer_certificate(); }
     [[nodiscard]] bool resumed() const noexcept { return _tls->resumed(); }
+    // The TLS exporter of this connection's session (tls_session::export_keying_material).
+    [[nodiscard]] bool export_keying_material(std::string_view label,
+                                              std::span<std::byte> out) const noexcept {
+        return _tls->export_keying_material(label, out);
+    }
     // "address:port" of the client (of the server, for an outbound connection).
     [[nodiscard]] const char* remote() const noexcept { return _remote; }
 

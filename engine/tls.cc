@@ -334,6 +334,13 @@ bool tls_session::resumed() const noexcept { return SSL_session_reused(_ssl) == 
 
 X509* tls_session::peer_certificate() const noexcept { return SSL_get0_peer_certificate(_ssl); }
 
+bool tls_session::export_keying_material(std::string_view label,
+                                         std::span<std::byte> out) const noexcept {
+    return _ssl != nullptr &&
+           SSL_export_keying_material(_ssl, reinterpret_cast<unsigned char*>(out.data()),
+                                      out.size(), label.data(), label.size(), nullptr, 0, 0) == 1;
+}
+
 void tls_session::extract_identity(peer_identity& into) const noexcept {
     into.clear();
     X509* cert = peer_certificate();

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <openssl/ssl.h>
@@ -138,6 +139,10 @@ public:
     [[nodiscard]] bool resumed() const noexcept;
     // The verified client certificate; owned by the session, valid until reset().
     [[nodiscard]] X509* peer_certificate() const noexcept;
+    // RFC 8446 section 7.5 exporter: out.size() bytes both ends of this session derive alike
+    // from label (no context), so a protocol can bind a value to this very session.
+    [[nodiscard]] bool export_keying_material(std::string_view label,
+                                              std::span<std::byte> out) const noexcept;
     void extract_identity(peer_identity& into) const noexcept;
 
 private:

@@ -66,7 +66,8 @@ peer_link::~peer_link() {
 }
 
 std::array<std::byte, 32> peer_link::confirm_value(std::string_view sender_node,
-                                                   std::span<const std::byte, 16> nonce) const noexcept {
+                                                   std::span<const std::byte, 16> nonce,
+                                                   std::span<const std::byte, 32> session) const noexcept {
     // Bounded: ids are at most 128 bytes (proto limits), so this never allocates much.
     std::vector<std::uint8_t> msg(std::begin(confirm_label), std::end(confirm_label));
     msg.insert(msg.end(), _id.begin(), _id.end());
@@ -74,6 +75,9 @@ std::array<std::byte, 32> peer_link::confirm_value(std::string_view sender_node,
     msg.insert(msg.end(), sender_node.begin(), sender_node.end());
     msg.push_back(0);
     for (const std::byte b : nonce) {
+        msg.push_back(static_cast<std::uint8_t>(b));
+    }
+    for (const std::byte b : session) {
         msg.push_back(static_cast<std::uint8_t>(b));
     }
     return hmac({_confirm_key.data(), _confirm_key_bytes}, msg);

@@ -50,10 +50,12 @@ public:
     [[nodiscard]] local_source& source() noexcept { return _source; }
     [[nodiscard]] const local_source& source() const noexcept { return _source; }
 
-    // HMAC-SHA-256 keyed by the confirmation value over
-    // "keyrail-link-confirm" || 0 || link id || 0 || sender node id || 0 || sender nonce.
+    // HMAC-SHA-256 keyed by the confirmation value over "keyrail-link-confirm" || 0 ||
+    // link id || 0 || sender node id || 0 || sender nonce || session, where session is the
+    // connection's TLS exporter value: a Hello replayed on another connection fails.
     [[nodiscard]] std::array<std::byte, 32> confirm_value(
-        std::string_view sender_node, std::span<const std::byte, 16> nonce) const noexcept;
+        std::string_view sender_node, std::span<const std::byte, 16> nonce,
+        std::span<const std::byte, 32> session) const noexcept;
 
     [[nodiscard]] link_trust trust() const noexcept {
         return _trust.load(std::memory_order_acquire);

@@ -16,6 +16,7 @@ constexpr std::uint64_t tick_ns = 10'000'000;  // flush retries
 constexpr std::uint64_t ticks_per_watermark = 10; // every 100 ms: rebalancing reacts
 constexpr std::uint64_t ticks_per_ping = 100;     // every second
 constexpr std::size_t void_ids_per_frame = 1024;
+constexpr std::string_view session_label = "EXPORTER-keyrail-link-confirm";
 
 // The node id in a verified peer certificate (SAN URI urn:keyrail:node:<id>), or empty.
 [[nodiscard]] std::string_view node_of(const engine::peer_identity& peer) noexcept {
@@ -113,9 +114,15 @@ engine::admission peer_protocol::on_open(engine::connection_context& ctx) noexce
         st.used = false;
         return engine::admission::refuse;
     }
+    if (!ctx.export_keying_material(session_label, st.session)) {
+        KEYRAIL_LOG(error, "node", "link '%s': TLS exporter failed: connection refused",
+                    l.id().c_str());
+        st.used = false;
+        return engine::admission::refuse;
+    }
     proto::link_confirm_in confirm;
     confirm.link_id = l.id();
-    confirm.confirm = l.confirm_value(l.self_node(), st.nonce);
+    confirm.confirm = l.confirm_value(l.self_node(), st.nonce, st.session);
     proto::hello_in hello;
     hello.node_id = l.self_node();
     hello.nonce = st.nonce;
@@ -160,7 +167,7 @@ bool peer_protocol::on_hello(engine::connection_context& ctx, conn_state& st,
     }
     std::array<std::byte, 16> nonce{};
     std::memcpy(nonce.data(), h.nonce()->bytes()->data(), nonce.size());
-    const auto expected = l.confirm_value(l.peer_node(), nonce);
+    const auto expected = l.confirm_value(l.peer_node(), nonce, st.session);
     if (CRYPTO_memcmp(expected.data(), mine->confirm()->bytes()->data(), expected.size()) != 0) {
         KEYRAIL_LOG(error, "node",
                     "link '%s' %s %s: key confirmation mismatch: the two ends hold different "

@@ -55,6 +55,7 @@ private:
         engine::connection_id id{};
         std::uint16_t version = 0;
         std::array<std::byte, 16> nonce{};
+        std::array<std::byte, 32> session{}; // the TLS exporter value Hello is bound to
     };
 
     [[nodiscard]] conn_state* state_of(const engine::connection_context& ctx) noexcept;
