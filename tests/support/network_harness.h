@@ -838,6 +838,14 @@ public:
             }
             EXPECT_EQ(hits, 0u) << id << "'s log holds key bytes (" << scanned
                                 << " keys of >= 8 bytes checked):" << first;
+            // A sanitizer build of keyraild (ASan, UBSan, TSan) reports into the same log.
+            for (const char* report : {"ThreadSanitizer", "AddressSanitizer",
+                                       "LeakSanitizer", "runtime error:"}) {
+                const std::size_t at = text.find(report);
+                EXPECT_EQ(at, std::string::npos)
+                    << id << "'s log has a sanitizer report:\n"
+                    << text.substr(at == std::string::npos ? 0 : at, 3000);
+            }
         }
     }
 
