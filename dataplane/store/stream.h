@@ -214,7 +214,6 @@ private:
     std::uint64_t _nonce_next = 0;
     std::uint64_t _commits_done = 0;
     std::uint64_t _available = 0;
-    std::uint64_t _owned_available_unleased = 0;
     std::uint64_t _tick = 0;
     std::size_t _last_hit = 0; // index into _cache
 

@@ -100,8 +100,8 @@ inline std::string base64_to_hex(const std::string& b64) {
     }
     std::string hex;
     char two[3];
-    for (unsigned char b : bytes) {
-        std::snprintf(two, sizeof two, "%02x", b);
+    for (const char c : bytes) {
+        std::snprintf(two, sizeof two, "%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
         hex += two;
     }
     return hex;

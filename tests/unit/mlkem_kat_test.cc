@@ -391,7 +391,9 @@ TEST_P(mlkem_kat, cctv_accumulated_100) {
         EXPECT_EQ(got, want) << set;
         checked += 100;
     }
-    std::printf("%s: cctv accumulated: 3 x 100 rounds\n", backend_name(GetParam()));
+    EXPECT_EQ(checked, 300);
+    std::printf("%s: cctv accumulated: %d rounds over 3 parameter sets\n", backend_name(GetParam()),
+                checked);
 }
 
 // The 10 000-round ML-KEM-768 hash; mlkem_accumulated_test runs it (gtest filter), with a
