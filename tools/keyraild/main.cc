@@ -224,6 +224,27 @@ std::uint64_t ingest_cap(const control::config& cfg, const dp::stream_status& st
                                    std::max<std::uint64_t>(1, st.capacity_blocks / 2));
 }
 
+// The link's sim driver keyed with secret, starting now at the stream's ingest mark.
+keyrail::drivers::sim::sim_link make_sim(const control::link_config& link,
+                                         std::span<const std::uint8_t> secret,
+                                         const dp::stream& stream, const std::string& where) {
+    keyrail::drivers::sim::sim_link_config sc;
+    sc.link_id = link.id;
+    sc.secret = secret;
+    sc.block_bytes = stream.block_bytes();
+    sc.rate_bps = link.sim.rate_bps;
+    sc.burst_blocks = link.sim.burst_blocks;
+    sc.jitter_percent = link.sim.jitter_percent;
+    sc.seed = link.sim.seed;
+    sc.start_ns = monotonic_now_ns();
+    sc.first_sequence = stream.status().ingested;
+    auto sim = keyrail::drivers::sim::sim_link::create(sc);
+    if (!sim) {
+        throw startup_error(where + ": sim driver: " + sim.error().message());
+    }
+    return std::move(*sim);
+}
+
 // The key stream and its source for SAE pairs homed here: the first link's sim driver with a
 // node-local secret (above), until the peer protocol lands. nullptr when the node has no link.
 std::unique_ptr<node::local_source> make_local_source(const control::config& cfg,
@@ -255,20 +276,7 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
     const dp::stream_status st = stream.status();
     const auto derived = derive_local_secret(secret->bytes(), cfg.node.id,
                                                      read_salt(salt_path));
-    keyrail::drivers::sim::sim_link_config sc;
-    sc.link_id = link.id;
-    sc.secret = derived->bytes;
-    sc.block_bytes = stream.block_bytes();
-    sc.rate_bps = link.sim.rate_bps;
-    sc.burst_blocks = link.sim.burst_blocks;
-    sc.jitter_percent = link.sim.jitter_percent;
-    sc.seed = link.sim.seed;
-    sc.start_ns = monotonic_now_ns();
-    sc.first_sequence = st.ingested;
-    auto sim = keyrail::drivers::sim::sim_link::create(sc);
-    if (!sim) {
-        throw startup_error("links[0] '" + link.id + "': sim driver: " + sim.error().message());
-    }
+    auto sim = make_sim(link, derived->bytes, stream, "links[0] '" + link.id + "'");
     const std::uint64_t cap = ingest_cap(cfg, st);
     KEYRAIL_LOG(info, "keyraild",
                 "local key source: link '%s' (sim, %llu bit/s), stream %u resumes at seq %llu, "
@@ -284,7 +292,7 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
     options.key_expiry_ns = std::uint64_t{cfg.limits.key_expiry_s} * 1'000'000'000u;
     options.reservations_max = cfg.store.reservations_max;
     auto source = std::make_unique<node::local_source>(
-        stream, std::make_unique<sim_source>(std::move(*sim)), options);
+        stream, std::make_unique<sim_source>(std::move(sim)), options);
     source->recover(monotonic_now_ns());
     return source;
 }
@@ -334,21 +342,8 @@ link_parts make_link(const control::config& cfg, const node::settings& settings,
         throw startup_error(where + ": link secret: " + secret.error().message());
     }
     const dp::stream_status st = stream.status();
-    keyrail::drivers::sim::sim_link_config sc;
-    sc.link_id = link.id;
-    sc.secret = secret->bytes();
-    sc.block_bytes = stream.block_bytes();
-    sc.rate_bps = link.sim.rate_bps;
-    sc.burst_blocks = link.sim.burst_blocks;
-    sc.jitter_percent = link.sim.jitter_percent;
-    sc.seed = link.sim.seed;
-    sc.start_ns = monotonic_now_ns();
-    sc.first_sequence = st.ingested;
-    auto sim = keyrail::drivers::sim::sim_link::create(sc);
-    if (!sim) {
-        throw startup_error(where + ": sim driver: " + sim.error().message());
-    }
-    auto confirmation = sim->key_confirmation();
+    auto sim = make_sim(link, secret->bytes(), stream, where);
+    auto confirmation = sim.key_confirmation();
     node::local_source_options options;
     options.cfg = &settings;
     options.peer_node = link.peer;
@@ -358,7 +353,7 @@ link_parts make_link(const control::config& cfg, const node::settings& settings,
     options.reservations_max = cfg.store.reservations_max;
     link_parts parts;
     parts.source = std::make_unique<node::local_source>(
-        stream, std::make_unique<sim_source>(std::move(*sim)), options);
+        stream, std::make_unique<sim_source>(std::move(sim)), options);
     parts.source->recover(monotonic_now_ns());
     parts.link = std::make_unique<node::peer_link>(
         link.id, cfg.node.id, link.peer, link.sim.rate_bps, *parts.source, confirmation,
