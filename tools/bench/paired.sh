@@ -121,8 +121,12 @@ row("paired_pairs_per_s", pair["requests_per_s"], "pairs/s",
     "single_node_enc_keys_req_per_s", enc["requests_per_s"], "req/s")
 # The same per second of server CPU (both nodes' for a pair): what a pair costs the KMEs
 # against what one enc_keys costs, whatever the client and the core sharing did.
-row("paired_pairs_per_server_cpu_s", pair["successes"] / cpu_s("paired"), "pairs/cpu-s",
-    "enc_keys_per_server_cpu_s", enc["successes"] / cpu_s("enc_keys"), "req/cpu-s")
+# A short run (--smoke) can take less than one clock tick of server CPU: no row then.
+if cpu_s("paired") > 0 and cpu_s("enc_keys") > 0:
+    row("paired_pairs_per_server_cpu_s", pair["successes"] / cpu_s("paired"), "pairs/cpu-s",
+        "enc_keys_per_server_cpu_s", enc["successes"] / cpu_s("enc_keys"), "req/cpu-s")
+else:
+    print("paired: runs too short to measure server CPU; no per-CPU row", file=sys.stderr)
 # Latency with one pair in flight (the targets), against one request at a time to nginx: the
 # floor of this machine for a single HTTPS round trip; a pair is two of them.
 for p in ("p50", "p99", "p999"):
