@@ -80,13 +80,7 @@ void bench_set(bench::report& rep, const std::string& name, int batches, int per
 
 int main(int argc, char** argv) {
     const auto args = bench::parse_suite_args(argc, argv);
-    const int cpu = sched_getcpu();
-    if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        (void)sched_setaffinity(0, sizeof set, &set);
-    }
+    const int cpu = bench::pin_to_current_cpu();
     const int batches = args.smoke ? 3 : 15;
     const int per_batch = args.smoke ? 2 : 200;
     std::printf("mlkem bench: cpu %d, %s, %d batches x %d ops, median\n", cpu,

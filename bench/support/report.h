@@ -4,6 +4,8 @@
 //   "reference": {"name", "value", "unit"}, "ratio"}]}
 // Each reference is measured in the same run on the same machine; ratio = value / reference.
 // Commit and machine come from KEYRAIL_COMMIT and /proc/cpuinfo (tools/bench.sh sets it).
+#include <sched.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -122,6 +124,19 @@ inline suite_args parse_suite_args(int argc, char** argv) {
         }
     }
     return args;
+}
+
+// Pins the calling thread to the core it runs on now (so a measurement does not migrate);
+// returns that core, or -1 when it is unknown (nothing pinned).
+inline int pin_to_current_cpu() {
+    const int cpu = sched_getcpu();
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        (void)sched_setaffinity(0, sizeof set, &set);
+    }
+    return cpu;
 }
 
 } // namespace keyrail::bench

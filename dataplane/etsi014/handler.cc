@@ -419,7 +419,7 @@ private:
                 }
             }
         }
-        auto st = _service.status(_caller, slave);
+        auto st = _service.limits(_caller, slave);
         if (!st) {
             return service_error(st.error());
         }
@@ -667,28 +667,50 @@ private:
         return parsed;
     }
 
+    // The key container, straight into the body: its exact length first, then every byte in
+    // place, with no bounds check per piece and no copy of the key bytes or their base64.
     template <class SizeOf>
     void write_container(std::span<const key_id> ids, std::span<const std::byte> keys,
                          SizeOf size_of) noexcept {
-        _body.raw("{\"keys\":[");
+        static constexpr std::string_view container_open = "{\"keys\":[";
+        static constexpr std::string_view id_open = "{\"key_ID\":\"";
+        static constexpr std::string_view key_open = "\",\"key\":\"";
+        static constexpr std::string_view entry_close = "\"}";
+        static constexpr std::string_view container_close = "]}";
+        constexpr std::size_t entry_fixed_bytes =
+            id_open.size() + uuid_text_bytes + key_open.size() + entry_close.size();
+        std::size_t total = container_open.size() + container_close.size();
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            total += (i != 0 ? 1 : 0) + entry_fixed_bytes + base64_encoded_bytes(size_of(i));
+        }
+        const auto dst = _body.reserve(total);
+        if (dst.empty()) {
+            return; // overflow: finish() answers 503 instead
+        }
+        char* o = dst.data();
+        auto put = [&o](std::string_view text) {
+            std::memcpy(o, text.data(), text.size());
+            o += text.size();
+        };
+        put(container_open);
         std::size_t offset = 0;
         for (std::size_t i = 0; i < ids.size(); ++i) {
             if (i != 0) {
-                _body.raw(",");
+                *o++ = ',';
             }
-            _body.raw("{\"key_ID\":\"");
-            if (auto dst = _body.reserve(uuid_text_bytes); !dst.empty()) {
-                format_uuid(ids[i], dst.first<uuid_text_bytes>());
-            }
-            _body.raw("\",\"key\":\"");
+            put(id_open);
+            format_uuid(ids[i], std::span<char, uuid_text_bytes>(o, uuid_text_bytes));
+            o += uuid_text_bytes;
+            put(key_open);
             const std::size_t each = size_of(i);
-            if (auto dst = _body.reserve(base64_encoded_bytes(each)); !dst.empty()) {
-                base64_encode(keys.subspan(offset, each), dst);
-            }
+            o += base64_encode(keys.subspan(offset, each),
+                               std::span<char>(o, base64_encoded_bytes(each)));
             offset += each;
-            _body.raw("\"}");
+            put(entry_close);
         }
-        _body.raw("]}");
+        put(container_close);
+        KEYRAIL_ASSERT(o == dst.data() + dst.size(), "key container %zu bytes, sized %zu",
+                       static_cast<std::size_t>(o - dst.data()), dst.size());
     }
 
     handle_result service_error(std::error_code ec) noexcept {

@@ -1,5 +1,7 @@
 #include "dataplane/etsi014/json.h"
 
+#include <array>
+#include <cstdint>
 #include <cstring>
 
 #include "engine/assert.h"
@@ -9,6 +11,36 @@ namespace keyrail::dataplane::etsi014::json {
 namespace {
 
 constexpr bool is_ws(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Bytes a string may hold as they are: printable ASCII but the quote and the backslash.
+// Anything else (controls, escapes, the end, UTF-8) takes the slow path in parser::string().
+constexpr std::array<bool, 256> make_plain_table() noexcept {
+    std::array<bool, 256> t{};
+    for (std::size_t c = 0x20; c < 0x80; ++c) {
+        t[c] = c != '"' && c != '\\';
+    }
+    return t;
+}
+
+constexpr std::array<bool, 256> plain_byte = make_plain_table();
+
+constexpr std::uint64_t byte_lanes(std::uint8_t v) noexcept { return 0x0101010101010101ull * v; }
+
+// Whether any of the eight bytes in w (SWAR) is a quote, a backslash, below 0x20 or non-ASCII.
+constexpr bool needs_look(std::uint64_t w) noexcept {
+    constexpr std::uint64_t ones = byte_lanes(1);
+    constexpr std::uint64_t high = byte_lanes(0x80);
+    const std::uint64_t quote = w ^ byte_lanes('"');
+    const std::uint64_t backslash = w ^ byte_lanes('\\');
+    const std::uint64_t zero_quote = (quote - ones) & ~quote;
+    const std::uint64_t zero_backslash = (backslash - ones) & ~backslash;
+    const std::uint64_t control = (w - byte_lanes(0x20)) & ~w;
+    return ((zero_quote | zero_backslash | control | w) & high) != 0;
+}
+
+static_assert(!needs_look(0x4142434445464748ull) && needs_look(0x4142432245464748ull));
+static_assert(needs_look(0x414243445c464748ull) && needs_look(0x4142434445461f48ull));
+static_assert(needs_look(0xc142434445464748ull) && !needs_look(0x7e20212324255b5dull));
 
 // Reads 4 hex digits at s[pos]; -1 if malformed or short.
 long read_hex4(std::string_view s, std::size_t pos) noexcept {
@@ -295,11 +327,26 @@ private:
     bool string() noexcept {
         const std::size_t start = _pos + 1;
         std::size_t p = start;
+        const std::size_t size = _text.size();
+        const char* text = _text.data();
         while (true) {
-            if (p >= _text.size()) {
+            // Eight bytes at a time while none needs a look (a flag may be falsely set only
+            // above a truly set one, and the byte loop then stops at the true one first).
+            while (p + 8 <= size) {
+                std::uint64_t w = 0;
+                std::memcpy(&w, text + p, 8);
+                if (needs_look(w)) {
+                    break;
+                }
+                p += 8;
+            }
+            while (p < size && plain_byte[static_cast<unsigned char>(text[p])]) {
+                ++p;
+            }
+            if (p >= size) {
                 return fail("unterminated JSON string");
             }
-            const auto c = static_cast<unsigned char>(_text[p]);
+            const auto c = static_cast<unsigned char>(text[p]);
             if (c == '"') {
                 break;
             }
@@ -478,6 +525,17 @@ parse_outcome parse(std::string_view text, std::span<token> storage, const limit
 
 bool decode_string(std::string_view raw, std::span<char> out, std::size_t& out_bytes) noexcept {
     out_bytes = 0;
+    // A validated string without escapes is its own UTF-8.
+    if (raw.find('\\') == std::string_view::npos) {
+        if (raw.size() > out.size()) {
+            return false;
+        }
+        if (!raw.empty()) {
+            std::memcpy(out.data(), raw.data(), raw.size());
+        }
+        out_bytes = raw.size();
+        return true;
+    }
     std::size_t pos = 0;
     while (pos < raw.size()) {
         char buf[4];

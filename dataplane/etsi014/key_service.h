@@ -55,6 +55,14 @@ public:
     [[nodiscard]] virtual result<status_info> status(std::string_view master_sae_id,
                                                      std::string_view slave_sae_id) noexcept = 0;
 
+    // What enc_keys checks a request against: status() without the counts (stored_key_count
+    // is 0), which a node may only get exactly by taking in what its device delivered. The
+    // handler calls it for every enc_keys. Errors: as status().
+    [[nodiscard]] virtual result<status_info> limits(std::string_view master_sae_id,
+                                                     std::string_view slave_sae_id) noexcept {
+        return status(master_sae_id, slave_sae_id);
+    }
+
     // Reserves req.number keys of req.size_bits / 8 bytes each for the master, the slave and
     // every additional slave, all or nothing. Writes key i's ID to ids_out[i] (a fresh UUIDv4,
     // never derived from the key) and its bytes to key_bytes_out[i * size, (i + 1) * size).

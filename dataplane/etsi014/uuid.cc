@@ -1,5 +1,7 @@
 #include "dataplane/etsi014/uuid.h"
 
+#include <cstring>
+
 #include <openssl/rand.h>
 
 #include "dataplane/etsi014/errc.h"
@@ -8,9 +10,33 @@
 namespace keyrail::dataplane::etsi014 {
 namespace {
 
-constexpr bool is_dash_position(std::size_t i) noexcept {
-    return i == 8 || i == 13 || i == 18 || i == 23;
+// Where each byte's two hex digits start in the 8-4-4-4-12 text.
+constexpr std::array<std::uint8_t, 16> digit_offsets = {0,  2,  4,  6,  9,  11, 14, 16,
+                                                        19, 21, 24, 26, 28, 30, 32, 34};
+
+// hex_value for every byte, 0x10 (a bit no digit has) for non-digits.
+constexpr std::array<std::uint8_t, 256> make_hex_table() noexcept {
+    std::array<std::uint8_t, 256> t{};
+    for (std::size_t c = 0; c < t.size(); ++c) {
+        const int v = hex_value(static_cast<char>(c));
+        t[c] = static_cast<std::uint8_t>(v < 0 ? 0x10 : v);
+    }
+    return t;
 }
+
+constexpr std::array<std::uint8_t, 256> hex_table = make_hex_table();
+
+// The two lowercase digits of every byte, in memory order.
+constexpr std::array<std::array<char, 2>, 256> make_digit_pairs() noexcept {
+    constexpr char digits[] = "0123456789abcdef";
+    std::array<std::array<char, 2>, 256> t{};
+    for (std::size_t b = 0; b < t.size(); ++b) {
+        t[b] = {digits[b >> 4], digits[b & 0x0f]};
+    }
+    return t;
+}
+
+constexpr std::array<std::array<char, 2>, 256> digit_pairs = make_digit_pairs();
 
 } // namespace
 
@@ -18,36 +44,33 @@ std::optional<key_id> parse_uuid(std::string_view text) noexcept {
     if (text.size() != uuid_text_bytes) {
         return std::nullopt;
     }
+    const char* s = text.data();
+    if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') {
+        return std::nullopt;
+    }
     key_id id;
-    std::size_t nibble_index = 0;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (is_dash_position(i)) {
-            if (text[i] != '-') {
-                return std::nullopt;
-            }
-            continue;
-        }
-        const int v = hex_value(text[i]);
-        if (v < 0) {
-            return std::nullopt;
-        }
-        auto& byte = id.bytes[nibble_index / 2];
-        byte = static_cast<std::uint8_t>(nibble_index % 2 == 0 ? v << 4 : byte | v);
-        ++nibble_index;
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < id.bytes.size(); ++i) {
+        const std::uint32_t hi = hex_table[static_cast<unsigned char>(s[digit_offsets[i]])];
+        const std::uint32_t lo = hex_table[static_cast<unsigned char>(s[digit_offsets[i] + 1])];
+        bad |= hi | lo;
+        id.bytes[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+    }
+    if ((bad & 0x10) != 0) {
+        return std::nullopt;
     }
     return id;
 }
 
 void format_uuid(const key_id& id, std::span<char, uuid_text_bytes> out) noexcept {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::size_t pos = 0;
+    char* o = out.data();
     for (std::size_t i = 0; i < id.bytes.size(); ++i) {
-        if (pos == 8 || pos == 13 || pos == 18 || pos == 23) {
-            out[pos++] = '-';
-        }
-        out[pos++] = digits[id.bytes[i] >> 4];
-        out[pos++] = digits[id.bytes[i] & 0x0f];
+        std::memcpy(o + digit_offsets[i], digit_pairs[id.bytes[i]].data(), 2);
     }
+    o[8] = '-';
+    o[13] = '-';
+    o[18] = '-';
+    o[23] = '-';
 }
 
 result<key_id> generate_uuid_v4() noexcept {

@@ -65,6 +65,17 @@ result<local_key_service::route> local_key_service::route_to(
 
 result<etsi014::status_info> local_key_service::status(std::string_view master_sae_id,
                                                        std::string_view slave_sae_id) noexcept {
+    return status_of(master_sae_id, slave_sae_id, true);
+}
+
+result<etsi014::status_info> local_key_service::limits(std::string_view master_sae_id,
+                                                       std::string_view slave_sae_id) noexcept {
+    return status_of(master_sae_id, slave_sae_id, false);
+}
+
+result<etsi014::status_info> local_key_service::status_of(std::string_view master_sae_id,
+                                                          std::string_view slave_sae_id,
+                                                          bool with_counts) noexcept {
     auto master = local_sae(master_sae_id);
     if (!master) {
         // The caller comes from a verified certificate, so this is a configuration change at
@@ -80,17 +91,19 @@ result<etsi014::status_info> local_key_service::status(std::string_view master_s
     if (!r) {
         return fail(r.error());
     }
-    const source_counts c = r->source->counts(_clock.now_ns());
-    auto per_key = blocks_for_key(_cfg.key_size_bits, c.block_bytes);
-    KEYRAIL_ASSERT(per_key.has_value() && *per_key > 0, "key_size %u with %u-byte blocks",
-                   _cfg.key_size_bits, c.block_bytes);
     etsi014::status_info s;
+    if (with_counts) {
+        const source_counts c = r->source->counts(_clock.now_ns());
+        auto per_key = blocks_for_key(_cfg.key_size_bits, c.block_bytes);
+        KEYRAIL_ASSERT(per_key.has_value() && *per_key > 0, "key_size %u with %u-byte blocks",
+                       _cfg.key_size_bits, c.block_bytes);
+        s.stored_key_count = c.available_blocks / *per_key;
+    }
     s.source_kme_id = _cfg.kme_id;
     s.target_kme_id = r->target_kme;
     s.master_sae_id = master_sae_id;
     s.slave_sae_id = slave_sae_id;
     s.key_size_bits = _cfg.key_size_bits;
-    s.stored_key_count = c.available_blocks / *per_key;
     s.max_key_count = _cfg.max_key_count;
     s.max_key_per_request = _cfg.max_key_per_request;
     s.max_key_size_bits = _cfg.max_key_size_bits;

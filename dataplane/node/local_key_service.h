@@ -52,6 +52,8 @@ public:
 
     [[nodiscard]] result<etsi014::status_info> status(std::string_view master_sae_id,
                                                       std::string_view slave_sae_id) noexcept override;
+    [[nodiscard]] result<etsi014::status_info> limits(std::string_view master_sae_id,
+                                                      std::string_view slave_sae_id) noexcept override;
     [[nodiscard]] result<void> enc_keys(const etsi014::enc_request& req,
                                         std::span<etsi014::key_id> ids_out,
                                         std::span<std::byte> key_bytes_out) noexcept override;
@@ -60,6 +62,9 @@ public:
                                         std::span<std::uint32_t> key_bytes_each_out) noexcept override;
 
 private:
+    [[nodiscard]] result<etsi014::status_info>
+    status_of(std::string_view master_sae_id, std::string_view slave_sae_id,
+              bool with_counts) noexcept;
     // The key source for keys to these slaves: the local stream, or link index's stream.
     struct route {
         local_source* source = nullptr;

@@ -1,8 +1,11 @@
 // UUID, base64, SAE ID policy and the JSON reader/writer of the ETSI 014 shim.
 #include <array>
+#include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -11,6 +14,7 @@
 #include "dataplane/etsi014/json.h"
 #include "dataplane/etsi014/sae_id.h"
 #include "dataplane/etsi014/uuid.h"
+#include "engine/hex.h"
 #include "tests/support/guard_page.h"
 
 namespace keyrail::dataplane::etsi014 {
@@ -65,15 +69,201 @@ std::string b64(std::string_view raw) {
     return out;
 }
 
+// RFC 4648 section 10, plus the two characters that differ from base64url.
+const std::pair<std::string_view, std::string_view> rfc4648_vectors[] = {
+    {"", ""},          {"f", "Zg=="},         {"fo", "Zm8="},
+    {"foo", "Zm9v"},   {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"}, {std::string_view("\xfb\xff\xfe", 3), "+//+"},
+};
+
 TEST(etsi014_base64, rfc4648_vectors_with_padding) {
-    EXPECT_EQ(b64(""), "");
-    EXPECT_EQ(b64("f"), "Zg==");
-    EXPECT_EQ(b64("fo"), "Zm8=");
-    EXPECT_EQ(b64("foo"), "Zm9v");
-    EXPECT_EQ(b64("foob"), "Zm9vYg==");
-    EXPECT_EQ(b64("fooba"), "Zm9vYmE=");
-    EXPECT_EQ(b64("foobar"), "Zm9vYmFy");
-    EXPECT_EQ(b64(std::string_view("\xfb\xff\xfe", 3)), "+//+");
+    for (const auto& [plain, text] : rfc4648_vectors) {
+        EXPECT_EQ(b64(plain), text);
+    }
+}
+
+// A plain reference: one character at a time, straight from RFC 4648.
+std::string reference_b64(std::string_view raw) {
+    static constexpr char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    std::size_t bits = 0;
+    std::uint32_t acc = 0;
+    for (char ch : raw) {
+        acc = (acc << 8) | static_cast<unsigned char>(ch);
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out += alphabet[(acc >> bits) & 0x3f];
+        }
+    }
+    if (bits > 0) {
+        out += alphabet[(acc << (6 - bits)) & 0x3f];
+    }
+    while (out.size() % 4 != 0) {
+        out += '=';
+    }
+    return out;
+}
+
+std::optional<std::string> unb64(std::string_view text) {
+    std::string out(text.size(),
+                    '\x5a'); // room to spare: nothing past the result may change
+    const auto n = base64_decode(text, std::as_writable_bytes(std::span(out.data(), out.size())));
+    if (!n) {
+        return std::nullopt;
+    }
+    EXPECT_EQ(n, base64_decoded_bytes(text));
+    for (std::size_t i = *n; i < out.size(); ++i) {
+        EXPECT_EQ(out[i], '\x5a') << "wrote past the result at " << i;
+    }
+    out.resize(*n);
+    return out;
+}
+
+TEST(etsi014_base64, every_length_0_to_64_matches_the_reference_and_round_trips) {
+    std::uint32_t seed = 12345;
+    for (std::size_t len = 0; len <= 64; ++len) {
+        for (int trial = 0; trial < 20; ++trial) {
+            std::string raw(len, '\0');
+            for (auto& c : raw) {
+                seed = seed * 1103515245u + 12345u;
+                c = static_cast<char>(seed >> 16);
+            }
+            if (trial == 1) {
+                raw.assign(len, '\xff');
+            } else if (trial == 2) {
+                raw.assign(len, '\0');
+            }
+            const std::string text = b64(raw);
+            ASSERT_EQ(text, reference_b64(raw)) << "length " << len;
+            const auto back = unb64(text);
+            ASSERT_TRUE(back.has_value()) << text;
+            EXPECT_EQ(*back, raw) << text;
+        }
+    }
+}
+
+TEST(etsi014_base64, encode_never_writes_past_its_output) {
+    for (std::size_t len = 0; len <= 64; ++len) {
+        const std::string raw(len, '\x7f');
+        std::string out(base64_encoded_bytes(len) + 8, '#');
+        const auto n = base64_encode(std::as_bytes(std::span(raw.data(), raw.size())),
+                                     std::span<char>(out.data(), out.size()));
+        EXPECT_EQ(n, base64_encoded_bytes(len));
+        EXPECT_EQ(out.substr(n), std::string(8, '#'));
+    }
+}
+
+TEST(etsi014_base64, decode_rfc4648_vectors) {
+    for (const auto& [plain, text] : rfc4648_vectors) {
+        EXPECT_EQ(unb64(text), plain);
+    }
+}
+
+TEST(etsi014_base64, decode_refuses_every_byte_outside_the_alphabet_in_every_position) {
+    const std::string good = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZn"; // 44 characters
+    ASSERT_TRUE(unb64(good).has_value());
+    const std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (std::size_t pos = 0; pos < good.size(); ++pos) {
+        for (int c = 0; c < 256; ++c) {
+            std::string bad = good;
+            bad[pos] = static_cast<char>(c);
+            const bool in_alphabet = alphabet.find(static_cast<char>(c)) != std::string_view::npos;
+            if (in_alphabet) {
+                continue;
+            }
+            // '=' is valid only as padding at the end, and these are not.
+            if (c == '=' && pos >= good.size() - 2) {
+                continue;
+            }
+            EXPECT_FALSE(unb64(bad).has_value()) << "byte " << c << " at " << pos;
+        }
+    }
+}
+
+TEST(etsi014_base64, decode_refuses_bad_length_and_bad_padding) {
+    for (std::string_view bad :
+         {"Z", "Zg", "Zg=", "Zm9vY", "Zm9vYg", "Zm9vYg=", "====", "Z===", "Zg=a",
+          "=Zg=", "Zg==Zg==", "Zm8=Zm9v", "Zg==\n", " Zg=", "Zm9v Zm9v", "Zh==", "Zm9=", "Zg=A"}) {
+        EXPECT_FALSE(unb64(bad).has_value()) << bad;
+    }
+    // Non-zero bits before padding: "Zh==" and "Zm9=" would decode to "f" and "fo" again.
+    EXPECT_FALSE(unb64("Zh==").has_value());
+    EXPECT_FALSE(unb64("Zm9=").has_value());
+    EXPECT_EQ(unb64("Zm8B"), std::string("fo\x01"));
+    EXPECT_EQ(base64_decoded_bytes("Zg="), std::nullopt);
+    EXPECT_EQ(base64_decoded_bytes("Zg=="), 1u);
+    EXPECT_EQ(base64_decoded_bytes("Zm8="), 2u);
+}
+
+TEST(etsi014_base64, decode_accepts_exactly_one_text_per_byte_string) {
+    // For one and two bytes, every 4-character text that decodes is the encoding of its bytes.
+    const std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (char a : alphabet) {
+        for (char b : alphabet) {
+            const std::string one = std::string{a, b} + "==";
+            if (const auto r = unb64(one)) {
+                EXPECT_EQ(b64(*r), one);
+            }
+            for (char c : alphabet) {
+                const std::string two = std::string{a, b, c} + "=";
+                if (const auto r = unb64(two)) {
+                    EXPECT_EQ(b64(*r), two);
+                }
+            }
+        }
+    }
+}
+
+TEST(etsi014_base64, decode_never_reads_past_the_input) {
+    test::guard_page page;
+    for (std::string_view text : {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYmFy", "Zm9vYg==", "Zm9v!",
+                                  "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZn"}) {
+        const auto placed = page.place(text);
+        std::array<std::byte, 64> out{};
+        const auto r = base64_decode(std::string_view(placed.data(), placed.size()), out);
+        EXPECT_EQ(r.has_value(), text != "Zm9v!") << text;
+    }
+}
+
+TEST(etsi014_uuid, format_and_parse_round_trip_every_byte_value_in_every_position) {
+    for (std::size_t pos = 0; pos < 16; ++pos) {
+        for (int v = 0; v < 256; ++v) {
+            key_id id;
+            for (std::size_t i = 0; i < 16; ++i) {
+                id.bytes[i] = static_cast<std::uint8_t>(i * 17 + 3);
+            }
+            id.bytes[pos] = static_cast<std::uint8_t>(v);
+            const std::string text = format(id);
+            ASSERT_EQ(text[8], '-');
+            ASSERT_EQ(text[13], '-');
+            ASSERT_EQ(text[18], '-');
+            ASSERT_EQ(text[23], '-');
+            const auto back = parse_uuid(text);
+            ASSERT_TRUE(back.has_value()) << text;
+            EXPECT_EQ(*back, id) << text;
+        }
+    }
+    EXPECT_EQ(format(*parse_uuid("00000000-0000-0000-0000-000000000000")),
+              "00000000-0000-0000-0000-000000000000");
+    EXPECT_EQ(format(*parse_uuid("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF")),
+              "ffffffff-ffff-ffff-ffff-ffffffffffff");
+}
+
+TEST(etsi014_uuid, parse_refuses_any_non_hex_byte_in_any_digit_position) {
+    const std::string good = "0123abcd-4567-89ab-cdef-0123456789ab";
+    for (std::size_t pos = 0; pos < good.size(); ++pos) {
+        for (int c = 0; c < 256; ++c) {
+            std::string bad = good;
+            bad[pos] = static_cast<char>(c);
+            const bool dash_position = pos == 8 || pos == 13 || pos == 18 || pos == 23;
+            const bool ok = dash_position ? c == '-' : hex_value(static_cast<char>(c)) >= 0;
+            EXPECT_EQ(parse_uuid(bad).has_value(), ok) << "byte " << c << " at " << pos;
+        }
+    }
 }
 
 TEST(etsi014_sae_id, policy) {
@@ -229,6 +419,48 @@ TEST(etsi014_json, writer_escapes_and_stops_at_the_end) {
     json::writer t(tiny);
     t.raw("abcde");
     EXPECT_TRUE(t.overflow());
+}
+
+TEST(etsi014_json, strings_with_a_special_byte_at_every_offset) {
+    // The scanner skips eight plain bytes at a time: put each kind of byte at every offset.
+    std::vector<json::token> storage;
+    for (std::size_t len = 0; len <= 40; ++len) {
+        for (std::size_t at = 0; at < len; ++at) {
+            const std::string plain(len, 'a');
+            struct variant {
+                std::string_view insert;
+                bool ok;
+                std::string_view decoded;
+            };
+            for (const variant& v : {variant{"\\n", true, "\n"}, variant{"\\\"", true, "\""},
+                                     variant{"\xc3\xa9", true, "\xc3\xa9"},
+                                     variant{"\x1f", false, ""}, variant{"\xff", false, ""},
+                                     variant{"\"", false, ""}, variant{"\x7f", true, "\x7f"}}) {
+                const std::string text =
+                    "\"" + plain.substr(0, at) + std::string(v.insert) + plain.substr(at) + "\"";
+                const auto r = parse_json(text, storage);
+                EXPECT_EQ(r.ok, v.ok) << text;
+                if (r.ok && v.ok) {
+                    std::string out(text.size(), '\0');
+                    std::size_t n = 0;
+                    ASSERT_TRUE(json::decode_string(r.doc.raw(0), out, n));
+                    EXPECT_EQ(std::string_view(out.data(), n),
+                              plain.substr(0, at) + std::string(v.decoded) + plain.substr(at));
+                }
+            }
+        }
+    }
+}
+
+TEST(etsi014_json, decode_string_without_escapes_checks_room) {
+    std::vector<json::token> storage;
+    const auto r = parse_json("\"abcdef\"", storage);
+    ASSERT_TRUE(r.ok);
+    char buf[8];
+    std::size_t n = 99;
+    EXPECT_FALSE(json::decode_string(r.doc.raw(0), std::span<char>(buf, 5), n));
+    ASSERT_TRUE(json::decode_string(r.doc.raw(0), std::span<char>(buf, 6), n));
+    EXPECT_EQ(std::string_view(buf, n), "abcdef");
 }
 
 TEST(etsi014_json, never_reads_past_the_input) {

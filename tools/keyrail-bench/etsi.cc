@@ -1,11 +1,14 @@
 #include "tools/keyrail-bench/etsi.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include <openssl/crypto.h>
 
+#include "dataplane/etsi014/base64.h"
 #include "dataplane/etsi014/uuid.h"
+#include "engine/assert.h"
 
 namespace keyrail::bench_client {
 namespace json = dataplane::etsi014::json;
@@ -41,25 +44,6 @@ std::string request(std::string_view method, const base_url& url, const std::str
     return out;
 }
 
-int base64_value(char c) noexcept {
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
-}
-
 // The value token following member `name` of the object at index obj, or 0 if absent.
 std::size_t member(const json::document& doc, std::size_t obj, std::string_view name) noexcept {
     std::size_t i = obj + 1;
@@ -72,39 +56,80 @@ std::size_t member(const json::document& doc, std::size_t obj, std::string_view 
     return 0;
 }
 
-bool only_members(const json::document& doc, std::size_t obj,
-                  std::initializer_list<std::string_view> allowed) noexcept {
-    std::size_t i = obj + 1;
-    for (std::uint32_t m = 0; m < doc.tokens[obj].count; ++m) {
-        bool known = false;
-        for (auto name : allowed) {
-            known = known || json::string_equals(doc.raw(i), name);
-        }
-        if (!known) {
-            return false;
-        }
-        i = doc.tokens[i + 1].next;
-    }
-    return true;
+std::uint64_t id_hash(const dataplane::etsi014::key_id& id) noexcept {
+    std::uint64_t a = 0;
+    std::uint64_t b = 0;
+    std::memcpy(&a, id.bytes.data(), 8);
+    std::memcpy(&b, id.bytes.data() + 8, 8);
+    // IDs are random UUIDv4s, but a faulty server's need not be: mix both halves.
+    return (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
 }
 
-bool decode(const json::document& doc, std::size_t index, std::string& out) {
-    out.resize(doc.tokens[index].end - doc.tokens[index].start + 4);
-    std::size_t used = 0;
-    if (!json::decode_string(doc.raw(index), out, used)) {
-        return false;
-    }
-    out.resize(used);
-    return true;
+void append_decimal(std::string& out, std::uint64_t v) {
+    char digits[20];
+    const auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+    out.append(digits, end);
 }
 
 } // namespace
 
-void wipe_keys(std::vector<delivered_key>& keys) noexcept {
-    for (auto& k : keys) {
-        OPENSSL_cleanse(k.bytes.data(), k.bytes.size());
+key_set::~key_set() { clear(); }
+
+void key_set::clear() noexcept {
+    // Only the keys in use: the rest of the buffer was wiped when its keys were.
+    if (_count != 0) {
+        OPENSSL_cleanse(_bytes.get(), _count * _each_bytes);
     }
-    keys.clear();
+    _count = 0;
+}
+
+void key_set::reset(std::size_t count, std::size_t each_bytes) {
+    clear();
+    if (_ids.size() < count) {
+        _ids.resize(count);
+    }
+    const std::size_t total = count * each_bytes;
+    if (total > _bytes_capacity) {
+        _bytes.reset(new std::byte[total]); // the old buffer was wiped by clear()
+        _bytes_capacity = total;
+    }
+    _count = count;
+    _each_bytes = each_bytes;
+}
+
+bool key_id_index::build(const key_set& keys) {
+    std::size_t slots = 16;
+    while (slots < 2 * keys.size()) {
+        slots *= 2;
+    }
+    if (_slots.size() < slots) {
+        _slots.resize(slots);
+    }
+    _mask = slots - 1;
+    std::fill_n(_slots.begin(), slots, 0u);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        std::size_t s = static_cast<std::size_t>(id_hash(keys.id(i)) >> 40) & _mask;
+        while (_slots[s] != 0) {
+            if (keys.id(_slots[s] - 1) == keys.id(i)) {
+                return false;
+            }
+            s = (s + 1) & _mask;
+        }
+        _slots[s] = static_cast<std::uint32_t>(i + 1);
+    }
+    return true;
+}
+
+std::size_t key_id_index::find(const key_set& keys,
+                               const dataplane::etsi014::key_id& id) const noexcept {
+    std::size_t s = static_cast<std::size_t>(id_hash(id) >> 40) & _mask;
+    while (_slots[s] != 0) {
+        if (keys.id(_slots[s] - 1) == id) {
+            return _slots[s] - 1;
+        }
+        s = (s + 1) & _mask;
+    }
+    return keys.size();
 }
 
 std::string status_request(const base_url& url, const std::string& slave_sae_id) {
@@ -126,71 +151,85 @@ std::string enc_keys_request(const base_url& url, const std::string& slave_sae_i
 }
 
 void append_dec_keys_request(std::string& out, const base_url& url,
-                             const std::string& master_sae_id,
-                             const std::vector<delivered_key>& keys) {
-    std::string body = "{\"key_IDs\":[";
+                             const std::string& master_sae_id, const key_set& keys) {
+    static constexpr std::string_view body_open = "{\"key_IDs\":[";
+    static constexpr std::string_view entry_open = "{\"key_ID\":\"";
+    static constexpr std::string_view entry_close = "\"}";
+    static constexpr std::string_view body_close = "]}";
+    const std::size_t body_bytes =
+        body_open.size() + body_close.size() +
+        keys.size() *
+            (entry_open.size() + dataplane::etsi014::uuid_text_bytes + entry_close.size()) +
+        (keys.empty() ? 0 : keys.size() - 1);
+    out.append("POST ").append(url.prefix).append("/api/v1/keys/").append(master_sae_id);
+    out.append("/dec_keys HTTP/1.1\r\nHost: ");
+    if (url.host.find(':') != std::string::npos) {
+        out.append("[").append(url.host).append("]");
+    } else {
+        out.append(url.host);
+    }
+    if (url.port != 443) {
+        out.append(":");
+        append_decimal(out, url.port);
+    }
+    out.append("\r\nAccept: application/json\r\nContent-Type: application/json\r\n");
+    out.append("Content-Length: ");
+    append_decimal(out, body_bytes);
+    out.append("\r\n\r\n");
+    const std::size_t start = out.size();
+    out.resize(start + body_bytes);
+    char* o = out.data() + start;
+    auto put = [&o](std::string_view text) {
+        std::memcpy(o, text.data(), text.size());
+        o += text.size();
+    };
+    put(body_open);
     for (std::size_t i = 0; i < keys.size(); ++i) {
-        body.append(i == 0 ? "{\"key_ID\":\"" : ",{\"key_ID\":\"");
-        body.append(keys[i].id.data(), keys[i].id.size());
-        body.append("\"}");
-    }
-    body.append("]}");
-    out.append(request("POST", url, "/api/v1/keys/" + master_sae_id + "/dec_keys", body));
-}
-
-bool base64_decode(std::string_view text, std::string& out) {
-    out.clear();
-    if (text.size() % 4 != 0) {
-        return false;
-    }
-    out.reserve(text.size() / 4 * 3);
-    for (std::size_t i = 0; i < text.size(); i += 4) {
-        const bool last = i + 4 == text.size();
-        int v[4];
-        std::size_t pad = 0;
-        for (std::size_t j = 0; j < 4; ++j) {
-            const char c = text[i + j];
-            if (c == '=' && last && j >= 2) {
-                v[j] = 0;
-                ++pad;
-                continue;
-            }
-            if (pad != 0) {
-                return false; // data after padding
-            }
-            v[j] = base64_value(c);
-            if (v[j] < 0) {
-                return false;
-            }
+        if (i != 0) {
+            *o++ = ',';
         }
-        const unsigned triple = static_cast<unsigned>(v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3]);
-        out.push_back(static_cast<char>(triple >> 16 & 0xff));
-        if (pad < 2) {
-            out.push_back(static_cast<char>(triple >> 8 & 0xff));
-        } else if ((triple & 0xffff) != 0) {
-            return false;
-        }
-        if (pad < 1) {
-            out.push_back(static_cast<char>(triple & 0xff));
-        } else if ((triple & 0xff) != 0) {
-            return false;
-        }
+        put(entry_open);
+        dataplane::etsi014::format_uuid(keys.id(i),
+                                        std::span<char, dataplane::etsi014::uuid_text_bytes>(
+                                            o, dataplane::etsi014::uuid_text_bytes));
+        o += dataplane::etsi014::uuid_text_bytes;
+        put(entry_close);
     }
-    return true;
+    put(body_close);
+    KEYRAIL_ASSERT(o == out.data() + out.size(), "dec_keys body sized %zu", body_bytes);
 }
 
 bool verifier::parse(std::string_view body, std::size_t tokens_count) {
-    _tokens.resize(tokens_count);
+    // Grows only: resizing down and up again would zero the tokens on every request.
+    if (_tokens.size() < tokens_count) {
+        _tokens.resize(tokens_count);
+    }
     json::limits lim;
     lim.text_bytes_max = std::max<std::size_t>(body.size(), 1);
     lim.depth_max = 16;
     lim.members_max = 256;
-    const json::parse_outcome outcome = json::parse(body, _tokens, lim);
+    const json::parse_outcome outcome =
+        json::parse(body, std::span(_tokens).first(tokens_count), lim);
     if (!outcome.ok) {
         return false;
     }
     _doc = outcome.doc;
     return _doc.tokens[0].type == json::kind::object;
+}
+
+bool verifier::text_of(std::size_t index, std::string& scratch, std::string_view& out) {
+    const std::string_view raw = _doc.raw(index);
+    if (raw.find('\\') == std::string_view::npos) {
+        out = raw; // validated, and without escapes its own text
+        return true;
+    }
+    scratch.resize(raw.size());
+    std::size_t used = 0;
+    if (!json::decode_string(raw, scratch, used)) {
+        return false;
+    }
+    out = std::string_view(scratch.data(), used);
+    return true;
 }
 
 const char* verifier::check_status(std::string_view body, std::string_view slave_sae_id) {
@@ -209,7 +248,8 @@ const char* verifier::check_status(std::string_view body, std::string_view slave
         std::uint64_t n = 0;
         if (v == 0 || _doc.tokens[v].type != json::kind::number ||
             json::to_uint(_doc.raw(v), n) != json::integer_status::ok) {
-            return "status: a count or size member is missing or not an unsigned integer";
+            return "status: a count or size member is missing or not an unsigned "
+                   "integer";
         }
     }
     if (!slave_sae_id.empty() &&
@@ -220,17 +260,21 @@ const char* verifier::check_status(std::string_view body, std::string_view slave
 }
 
 const char* verifier::check_key_container(std::string_view body, std::uint32_t number,
-                                          std::uint32_t size_bits,
-                                          std::vector<delivered_key>* keys_out) {
+                                          std::uint32_t size_bits, key_set* keys_out) {
     // Tokens: root, "keys" and its array, then per key an object with up to four members
     // (8 tokens) and room for small extensions.
     if (!parse(body, 64 + std::size_t{number} * 24)) {
         return "key container: not a JSON object (or too many tokens)";
     }
-    if (!only_members(_doc, 0, {"keys", "key_container_extension"})) {
-        return "key container: unknown member";
+    std::size_t keys = 0;
+    std::size_t i = 1;
+    for (std::uint32_t m = 0; m < _doc.tokens[0].count; ++m, i = _doc.tokens[i + 1].next) {
+        if (json::string_equals(_doc.raw(i), "keys")) {
+            keys = i + 1;
+        } else if (!json::string_equals(_doc.raw(i), "key_container_extension")) {
+            return "key container: unknown member";
+        }
     }
-    const std::size_t keys = member(_doc, 0, "keys");
     if (keys == 0 || _doc.tokens[keys].type != json::kind::array) {
         return "key container: no keys array";
     }
@@ -238,73 +282,109 @@ const char* verifier::check_key_container(std::string_view body, std::uint32_t n
         return "key container: wrong number of keys";
     }
     auto& out = keys_out != nullptr ? *keys_out : _scratch;
-    wipe_keys(out);
-    out.resize(number);
+    const std::size_t each_bytes = size_bits / 8;
+    out.reset(number, each_bytes);
+    const char* why = nullptr;
     std::size_t k = keys + 1;
-    for (std::uint32_t n = 0; n < number; ++n) {
-        if (_doc.tokens[k].type != json::kind::object ||
-            !only_members(_doc, k, {"key_ID", "key_ID_extension", "key", "key_extension"})) {
-            return "key container: a key is not an object with key_ID and key";
+    for (std::uint32_t n = 0; n < number && why == nullptr; ++n, k = _doc.tokens[k].next) {
+        if (_doc.tokens[k].type != json::kind::object) {
+            why = "key container: a key is not an object with key_ID and key";
+            break;
         }
-        const std::size_t id = member(_doc, k, "key_ID");
-        const std::size_t key = member(_doc, k, "key");
+        // One pass over the members: the parser already refused duplicate names.
+        std::size_t id = 0;
+        std::size_t key = 0;
+        std::size_t j = k + 1;
+        for (std::uint32_t m = 0; m < _doc.tokens[k].count; ++m, j = _doc.tokens[j + 1].next) {
+            const std::string_view name = _doc.raw(j);
+            if (json::string_equals(name, "key_ID")) {
+                id = j + 1;
+            } else if (json::string_equals(name, "key")) {
+                key = j + 1;
+            } else if (!json::string_equals(name, "key_ID_extension") &&
+                       !json::string_equals(name, "key_extension")) {
+                why = "key container: a key is not an object with key_ID and key";
+                break;
+            }
+        }
+        if (why != nullptr) {
+            break;
+        }
         if (id == 0 || key == 0 || _doc.tokens[id].type != json::kind::string ||
             _doc.tokens[key].type != json::kind::string) {
-            return "key container: key_ID or key missing or not a string";
+            why = "key container: key_ID or key missing or not a string";
+            break;
         }
-        if (!decode(_doc, id, _text)) {
-            return "key container: bad key_ID string";
+        std::string_view text;
+        if (!text_of(id, _text, text)) {
+            why = "key container: bad key_ID string";
+            break;
         }
-        const auto uuid = dataplane::etsi014::parse_uuid(_text);
+        const auto uuid = dataplane::etsi014::parse_uuid(text);
         if (!uuid) {
-            return "key container: key_ID is not a UUID";
+            why = "key container: key_ID is not a UUID";
+            break;
         }
-        dataplane::etsi014::format_uuid(*uuid, std::span<char, 36>(out[n].id));
-        if (!decode(_doc, key, _text) || !base64_decode(_text, out[n].bytes)) {
-            OPENSSL_cleanse(_text.data(), _text.size());
-            return "key container: key is not base64";
+        out._ids[n] = *uuid;
+        if (!text_of(key, _text, text)) {
+            why = "key container: key is not base64";
+            break;
         }
-        OPENSSL_cleanse(_text.data(), _text.size());
-        if (out[n].bytes.size() * 8 != size_bits) {
-            return "key container: key length is not size/8 bytes";
+        const auto decoded_bytes = dataplane::etsi014::base64_decoded_bytes(text);
+        if (decoded_bytes && (*decoded_bytes != each_bytes || size_bits % 8 != 0)) {
+            why = "key container: key length is not size/8 bytes";
+            break;
         }
-        k = _doc.tokens[k].next;
+        if (!dataplane::etsi014::base64_decode(text, out.writable_bytes(n))) {
+            why = "key container: key is not base64";
+            break;
+        }
+    }
+    if (!_text.empty()) {
+        OPENSSL_cleanse(_text.data(),
+                        _text.size()); // decoded key text, only with escapes
+        _text.clear();
     }
     // Duplicate key_IDs within one container would let two parties use one key twice.
-    std::vector<std::array<char, 36>> ids;
-    ids.reserve(out.size());
-    for (const auto& key : out) {
-        ids.push_back(key.id);
+    if (why == nullptr && !_index.build(out)) {
+        why = "key container: duplicate key_ID";
     }
-    std::sort(ids.begin(), ids.end());
-    if (std::adjacent_find(ids.begin(), ids.end()) != ids.end()) {
-        return "key container: duplicate key_ID";
+    if (why != nullptr || keys_out == nullptr) {
+        out.clear();
     }
-    if (keys_out == nullptr) {
-        wipe_keys(_scratch);
-    }
-    return nullptr;
+    return why;
 }
 
-const char* verifier::check_matches(std::string_view body,
-                                    const std::vector<delivered_key>& expected,
+const char* verifier::check_matches(std::string_view body, const key_set& expected,
                                     std::uint32_t size_bits, bool& mismatch) {
     mismatch = false;
     const char* why = check_key_container(body, static_cast<std::uint32_t>(expected.size()),
                                           size_bits, &_scratch);
     if (why != nullptr) {
-        wipe_keys(_scratch);
-        return why;
+        return why; // _scratch is wiped
     }
-    for (const auto& got : _scratch) {
-        const auto it = std::find_if(expected.begin(), expected.end(),
-                                     [&](const delivered_key& e) { return e.id == got.id; });
-        if (it == expected.end() || it->bytes.size() != got.bytes.size() ||
-            CRYPTO_memcmp(it->bytes.data(), got.bytes.data(), got.bytes.size()) != 0) {
-            mismatch = true;
+    // A KME answers in request order: then one constant-time comparison covers every key.
+    bool same_order = _scratch.key_bytes_each() == expected.key_bytes_each();
+    for (std::size_t i = 0; same_order && i < _scratch.size(); ++i) {
+        same_order = _scratch.id(i) == expected.id(i);
+    }
+    if (same_order) {
+        const auto got = _scratch.all_bytes();
+        mismatch = CRYPTO_memcmp(got.data(), expected.all_bytes().data(), got.size()) != 0;
+    } else if (!_expected_index.build(expected)) {
+        mismatch = true; // enc_keys' own check refuses duplicates; never here
+    } else {
+        // The IDs are distinct and as many as expected: finding each one is a bijection.
+        for (std::size_t i = 0; i < _scratch.size(); ++i) {
+            const std::size_t e = _expected_index.find(expected, _scratch.id(i));
+            if (e == expected.size() || expected.bytes(e).size() != _scratch.bytes(i).size() ||
+                CRYPTO_memcmp(expected.bytes(e).data(), _scratch.bytes(i).data(),
+                              _scratch.bytes(i).size()) != 0) {
+                mismatch = true;
+            }
         }
     }
-    wipe_keys(_scratch);
+    _scratch.clear();
     return mismatch ? "dec_keys: keys differ from those enc_keys returned" : nullptr;
 }
 

@@ -63,7 +63,7 @@ struct op {
     std::int64_t sent_ns = 0;  // when this stage was written; the per-request timeout
     op_stage stage = op_stage::first;
     std::uint32_t master_index = 0;
-    std::vector<delivered_key> keys; // paired: what enc_keys returned
+    key_set keys; // paired: what enc_keys returned (its capacity stays with the pooled op)
 };
 using op_ptr = std::unique_ptr<op>;
 
@@ -96,8 +96,11 @@ struct connection {
     std::vector<char> tx;
     std::size_t tx_off = 0;
     std::size_t tx_len = 0;
-    std::string plain; // decrypted response bytes not yet parsed
+    // Decrypted response bytes not yet parsed: [plain_off, plain_end) of plain, whose size is
+    // its capacity (grown, never shrunk, so SSL_read needs no zero-filled room per call).
+    std::string plain;
     std::size_t plain_off = 0;
+    std::size_t plain_end = 0;
     std::deque<op_ptr> in_flight;  // written, waiting for their responses in order
     std::deque<op_ptr> waiting;    // paired dec_keys waiting for the connection to be ready
     std::string waiting_plain;     // their request bytes
@@ -442,7 +445,7 @@ private:
             ++stats.timeouts;
             break;
         }
-        wipe_keys(o->keys);
+        o->keys.clear();
         _free_ops.push_back(std::move(o));
         live.requests.store(stats.requests, std::memory_order_relaxed);
         live.errors.store(stats.requests - stats.successes, std::memory_order_relaxed);
@@ -586,15 +589,16 @@ private:
     void read_plain(std::size_t index, std::int64_t now) {
         auto& c = _conns[index];
         for (;;) {
-            const std::size_t old = c.plain.size();
-            c.plain.resize(old + read_chunk_bytes);
+            if (c.plain.size() < c.plain_end + read_chunk_bytes) {
+                c.plain.resize(std::max(c.plain_end + read_chunk_bytes, 2 * c.plain.size()));
+            }
             ERR_clear_error();
-            const int n = SSL_read(c.ssl, c.plain.data() + old, static_cast<int>(read_chunk_bytes));
+            const int n = SSL_read(c.ssl, c.plain.data() + c.plain_end,
+                                   static_cast<int>(read_chunk_bytes));
             if (n > 0) {
-                c.plain.resize(old + static_cast<std::size_t>(n));
+                c.plain_end += static_cast<std::size_t>(n);
                 continue;
             }
-            c.plain.resize(old);
             const int err = SSL_get_error(c.ssl, n);
             if (err == SSL_ERROR_WANT_READ) {
                 break;
@@ -615,10 +619,10 @@ private:
 
     void parse_responses(std::size_t index, std::int64_t now) {
         auto& c = _conns[index];
-        while (c.state == conn_state::ready && c.plain_off < c.plain.size()) {
+        while (c.state == conn_state::ready && c.plain_off < c.plain_end) {
             http_response resp;
-            const response_parse p =
-                parse_response(std::string_view(c.plain).substr(c.plain_off), resp);
+            const response_parse p = parse_response(
+                std::string_view(c.plain.data() + c.plain_off, c.plain_end - c.plain_off), resp);
             if (p.status == response_status::need_more) {
                 break;
             }
@@ -644,11 +648,12 @@ private:
                 return;
             }
         }
-        if (c.plain_off == c.plain.size()) {
-            c.plain.clear();
+        if (c.plain_off == c.plain_end) {
             c.plain_off = 0;
+            c.plain_end = 0;
         } else if (c.plain_off > recv_buffer_bytes) {
-            c.plain.erase(0, c.plain_off);
+            std::memmove(c.plain.data(), c.plain.data() + c.plain_off, c.plain_end - c.plain_off);
+            c.plain_end -= c.plain_off;
             c.plain_off = 0;
         }
     }
@@ -783,8 +788,8 @@ private:
             c.rbio = nullptr;
             c.wbio = nullptr;
         }
-        c.plain.clear();
         c.plain_off = 0;
+        c.plain_end = 0;
         const bool connecting = c.state == conn_state::connecting;
         c.state = conn_state::closing;
         ++c.failures_in_row;
