@@ -397,6 +397,9 @@ std::size_t local_source::delivered_find_locked(const dataplane::key_id& id) con
 
 bool local_source::delivered_to_locked(const dataplane::key_id& id,
                                        std::uint32_t slave_index) const noexcept {
+    if (_delivered_count == 0) {
+        return false; // the common case: no multicast key half-delivered
+    }
     const delivered_entry& e = _delivered[delivered_find_locked(id)];
     return e.used && ((e.mask >> slave_index) & 1u) != 0;
 }
@@ -408,17 +411,22 @@ void local_source::delivered_mark_locked(const dataplane::key_id& id, std::uint3
     delivered_entry& e = _delivered[delivered_find_locked(id)];
     if (!e.used) {
         e = {id, 0, true};
+        ++_delivered_count;
     }
     e.mask = static_cast<std::uint8_t>(e.mask | (1u << slave_index));
 }
 
 void local_source::delivered_erase_locked(const dataplane::key_id& id) noexcept {
+    if (_delivered_count == 0) {
+        return;
+    }
     const std::size_t mask = _delivered.size() - 1;
     std::size_t hole = delivered_find_locked(id);
     if (!_delivered[hole].used) {
         return;
     }
     _delivered[hole] = {};
+    --_delivered_count;
     // Backward-shift deletion: move later entries of the probe run into the hole when their
     // home slot does not lie (cyclically) between the hole and where they sit.
     for (std::size_t i = (hole + 1) & mask; _delivered[i].used; i = (i + 1) & mask) {
@@ -490,6 +498,11 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
         const expiry_entry& e = _expiry[_expiry_head];
         if (e.deadline_ns > now_ns) {
             break;
+        }
+        // The index slot of an entry a few ahead loads while this one expires.
+        constexpr std::size_t prefetch_ahead = 8;
+        if (prefetch_ahead < _expiry_count) {
+            _stream.prefetch_key(_expiry[(_expiry_head + prefetch_ahead) % _expiry.size()].id);
         }
         // unknown_key: delivered in time (or voided otherwise); nothing to do.
         delivered_erase_locked(e.id);

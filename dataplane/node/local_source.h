@@ -154,12 +154,19 @@ public:
                 std::span<const proto::key_ack_in> exceptions) noexcept;
     // Up to max key IDs to void at the peer (expired unfetched here).
     std::size_t take_voids(std::size_t max, std::vector<proto::key_id_bytes>& out);
-    // The peer's Reserve: reserves each key on the peer's share for the slaves homed here,
-    // then one group commit. exceptions gets every key not ok. Error: the commit failed (do
-    // not ack; the peer resends after a reconnect).
-    [[nodiscard]] result<std::size_t> apply_reserve(std::uint64_t now_ns,
-                                                    const proto::fb::Reserve& batch,
-                                                    std::vector<proto::key_ack_in>& exceptions);
+    // The peer's Reserve: reserves each key on the peer's share for the slaves homed here.
+    // exceptions gets every key not ok. Nothing is committed here: the batch is durable once
+    // durable_through() reaches the returned ticket (the next commit of any kind: a dec_keys,
+    // the ack timer's commit(), the expiry sweep). Ack it only then.
+    struct applied_batch {
+        std::size_t applied = 0;  // keys reserved (a slave here may fetch them now)
+        std::uint64_t ticket = 0; // durable once durable_through() >= ticket
+    };
+    [[nodiscard]] applied_batch apply_reserve(std::uint64_t now_ns,
+                                              const proto::fb::Reserve& batch,
+                                              std::vector<proto::key_ack_in>& exceptions);
+    // The number of commits made so far (tickets up to it are durable).
+    [[nodiscard]] std::uint64_t durable_through() noexcept;
     // The peer dropped these keys: expire them here too.
     void apply_void(const proto::fb::Void& v) noexcept;
     // Rebalancing. serving_blocks: what this node can still reserve from (its share's
@@ -261,6 +268,7 @@ private:
     // full. The store's key_view does not say which slaves have a key, and a dec_keys must know
     // before it delivers anything. Empty after a restart (see deliver).
     std::vector<delivered_entry> _delivered;
+    std::size_t _delivered_count = 0; // entries in use: lookups skip an empty table
     // Link streams: reservations of this node's share not yet told to the peer (told oldest
     // first), batches sent and not acked, and keys to void at the peer. The outbox is pruned of
     // keys gone from the store when it passes reservations_max (every live entry names a live

@@ -291,9 +291,14 @@ std::size_t local_source::take_voids(std::size_t max, std::vector<proto::key_id_
     return take;
 }
 
-result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
-                                                const proto::fb::Reserve& batch,
-                                                std::vector<proto::key_ack_in>& exceptions) {
+std::uint64_t local_source::durable_through() noexcept {
+    const std::lock_guard guard(_lock);
+    return _stream.commits_done();
+}
+
+local_source::applied_batch local_source::apply_reserve(std::uint64_t now_ns,
+                                                        const proto::fb::Reserve& batch,
+                                                        std::vector<proto::key_ack_in>& exceptions) {
     const std::lock_guard guard(_lock);
     exceptions.clear();
     KEYRAIL_ASSERT(_options.cfg != nullptr, "apply_reserve on a stream without settings");
@@ -359,13 +364,12 @@ result<std::size_t> local_source::apply_reserve(std::uint64_t now_ns,
         _peer_needs_end = std::max(_peer_needs_end, seqs.back() + 1);
         ++applied;
     }
-    if (auto c = commit_locked(); !c) {
-        return fail(c.error());
-    }
     if (_peer_needs_end > _stream.status().ingested) {
         (void)pump_locked(now_ns, pump_request_blocks_max); // the named blocks, for the slave
     }
-    return applied;
+    // No commit here: a slave's dec_keys commits these records with its delivery, and the
+    // peer protocol's ack timer commits whatever no request did.
+    return {applied, _stream.has_pending() ? _stream.next_ticket() : _stream.commits_done()};
 }
 
 void local_source::apply_void(const proto::fb::Void& v) noexcept {

@@ -13,6 +13,15 @@ namespace {
 
 constexpr std::string_view node_uri_prefix = "urn:keyrail:node:";
 constexpr std::uint64_t tick_ns = 10'000'000;  // flush retries
+// How long a Reserve batch may wait for a commit that a request makes anyway before the ack
+// timer makes its own: acks (and the peer's in-flight window) are that late at most, and a
+// Reserve costs no commit of its own while slaves fetch keys.
+constexpr std::uint64_t ack_delay_ns = 1'000'000;
+// Batches applied and not acked yet, per connection: at 256 keys each, far more than any
+// peer sends between two of our commits.
+constexpr std::size_t acks_pending_max = 4096;
+constexpr std::uint64_t timer_tick = 0;
+constexpr std::uint64_t timer_ack = 1;
 constexpr std::uint64_t ticks_per_watermark = 10; // every 100 ms: rebalancing reacts
 constexpr std::uint64_t ticks_per_ping = 100;     // every second
 constexpr std::size_t void_ids_per_frame = 1024;
@@ -65,7 +74,7 @@ void peer_protocol::arm_tick(engine::shard_context& shard) noexcept {
     if (_tick_armed) {
         return;
     }
-    auto t = shard.add_timer(tick_ns, tick_ns, *this, 0);
+    auto t = shard.add_timer(tick_ns, tick_ns, *this, timer_tick);
     if (!t) {
         KEYRAIL_LOG(error, "node", "shard %zu: peer timer not armed: %s", _shard_index,
                     t.error().message().c_str());
@@ -231,27 +240,21 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
                         r->link_id()->c_str());
             return close;
         }
-        auto applied = src.apply_reserve(ctx.shard().now_ns(), *r, _exceptions);
-        if (!applied) {
-            // Not durable: no ack; the peer sends the batch again on the next connection.
-            KEYRAIL_LOG(error, "node", "link '%s': Reserve batch %llu not persisted (%s): closing",
-                        l.id().c_str(), static_cast<unsigned long long>(r->batch_id()),
-                        applied.error().message().c_str());
+        if (st->acks.size() >= acks_pending_max) {
+            // The peer sends far ahead of our commits: something is stuck. It resends what
+            // was not acked on the next connection.
+            KEYRAIL_LOG(error, "node", "link '%s': %zu Reserve batches wait for a commit: closing",
+                        l.id().c_str(), st->acks.size());
             return close;
         }
-        proto::reserve_ack_in ack;
-        ack.link_id = l.id();
-        ack.stream = r->stream();
-        ack.batch_first = r->batch_id();
-        ack.batch_last = r->batch_id();
-        ack.keys = _exceptions;
-        auto frame = proto::encode(_fbb, ack, st->version);
-        if (!frame || !out.append(std::span<const char>(
-                          reinterpret_cast<const char*>(frame->data()), frame->size()))) {
-            KEYRAIL_LOG(error, "node", "link '%s': ReserveAck not sent: closing", l.id().c_str());
-            return close;
+        const auto applied = src.apply_reserve(ctx.shard().now_ns(), *r, _exceptions);
+        st->acks.push_back({r->batch_id(), applied.ticket, _exceptions});
+        if (!_ack_timer_armed) {
+            if (ctx.shard().add_timer(ack_delay_ns, 0, *this, timer_ack)) {
+                _ack_timer_armed = true;
+            } // else the periodic tick sends the acks
         }
-        if (*applied > 0) {
+        if (applied.applied > 0) {
             _runtime.wake_dec_waiters(ctx.shard());
         }
         return next;
@@ -446,10 +449,69 @@ void peer_protocol::flush_link(engine::shard_context& shard, std::size_t link) n
     }
 }
 
+void peer_protocol::send_acks(engine::shard_context& shard, conn_state& st) noexcept {
+    if (st.acks.empty()) {
+        return;
+    }
+    peer_link& l = *_runtime.links()[st.link];
+    local_source& src = l.source();
+    std::uint64_t durable = src.durable_through();
+    if (durable < st.acks.back().ticket) {
+        if (auto c = src.commit(); !c) {
+            // Not durable: no ack; the peer sends these batches again on the next connection.
+            KEYRAIL_LOG(error, "node", "link '%s': %zu Reserve batches not persisted (%s)",
+                        l.id().c_str(), st.acks.size(), c.error().message().c_str());
+            return;
+        }
+        durable = src.durable_through();
+    }
+    std::size_t sent = 0;
+    while (sent < st.acks.size() && st.acks[sent].ticket <= durable) {
+        // Consecutive batches without exceptions go out as one range.
+        std::size_t last = sent;
+        if (st.acks[sent].exceptions.empty()) {
+            while (last + 1 < st.acks.size() && st.acks[last + 1].ticket <= durable &&
+                   st.acks[last + 1].exceptions.empty() &&
+                   st.acks[last + 1].batch_id == st.acks[last].batch_id + 1) {
+                ++last;
+            }
+        }
+        proto::reserve_ack_in ack;
+        ack.link_id = l.id();
+        ack.batch_first = st.acks[sent].batch_id;
+        ack.batch_last = st.acks[last].batch_id;
+        ack.keys = st.acks[sent].exceptions;
+        auto frame = proto::encode(_fbb, ack, st.version);
+        if (!frame || !send_frame(shard, st.id, *frame)) {
+            break; // output full: the next timer or tick retries
+        }
+        sent = last + 1;
+    }
+    st.acks.erase(st.acks.begin(), st.acks.begin() + static_cast<std::ptrdiff_t>(sent));
+}
+
 void peer_protocol::on_timer(engine::shard_context& shard, engine::timer_id id,
                              std::uint64_t arg) noexcept {
     (void)id;
-    (void)arg;
+    if (arg == timer_ack) {
+        _ack_timer_armed = false;
+        bool waiting = false;
+        for (conn_state& st : _conns) {
+            if (st.used && !st.acks.empty()) {
+                send_acks(shard, st);
+                waiting = waiting || !st.acks.empty();
+            }
+        }
+        if (waiting && shard.add_timer(ack_delay_ns, 0, *this, timer_ack)) {
+            _ack_timer_armed = true;
+        }
+        return;
+    }
+    for (conn_state& st : _conns) {
+        if (st.used && !st.acks.empty()) {
+            send_acks(shard, st);
+        }
+    }
     ++_ticks;
     const bool watermark = (_ticks % ticks_per_watermark) == 0;
     const bool ping = (_ticks % ticks_per_ping) == 0;

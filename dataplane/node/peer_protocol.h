@@ -56,6 +56,14 @@ private:
         std::uint16_t version = 0;
         std::array<std::byte, 16> nonce{};
         std::array<std::byte, 32> session{}; // the TLS exporter value Hello is bound to
+        // Reserve batches applied but not acked yet, oldest first: each is acked once the
+        // store commit that covers it is done (never before), on this connection only.
+        struct pending_ack {
+            std::uint64_t batch_id = 0;
+            std::uint64_t ticket = 0;
+            std::vector<proto::key_ack_in> exceptions;
+        };
+        std::vector<pending_ack> acks;
     };
 
     [[nodiscard]] conn_state* state_of(const engine::connection_context& ctx) noexcept;
@@ -66,6 +74,8 @@ private:
     void send_watermark_and_ping(engine::shard_context& shard, const conn_state& st,
                                  bool ping) noexcept;
     void arm_tick(engine::shard_context& shard) noexcept;
+    // Commits what the acks wait for (if no request did) and sends every durable ack.
+    void send_acks(engine::shard_context& shard, conn_state& st) noexcept;
 
     const settings& _cfg;
     node_runtime& _runtime;
@@ -79,6 +89,7 @@ private:
     std::vector<proto::key_id_bytes> _void_ids;
     std::size_t _notice_keys_max = 256; // halved while a batch is over _frame_bytes_max
     bool _tick_armed = false;
+    bool _ack_timer_armed = false;
     std::uint64_t _ticks = 0;
     std::uint64_t _pings = 0;
 };

@@ -259,6 +259,16 @@ result<key_id> key_id_pool::next() noexcept {
     return id;
 }
 
+bool key_id_pool::peek(std::size_t ahead, key_id& out) const noexcept {
+    if (ahead >= ids_per_refill - _used) {
+        return false;
+    }
+    std::memcpy(out.bytes.data(), _bytes.data() + 16 * (_used + ahead), 16);
+    out.bytes[6] = (out.bytes[6] & std::byte{0x0f}) | std::byte{0x40};
+    out.bytes[8] = (out.bytes[8] & std::byte{0x3f}) | std::byte{0x80};
+    return true;
+}
+
 chunk_cipher::~chunk_cipher() {
     EVP_CIPHER_CTX_free(_enc);
     EVP_CIPHER_CTX_free(_dec);

@@ -64,6 +64,9 @@ public:
     key_id_pool(const key_id_pool&) = delete;
     key_id_pool& operator=(const key_id_pool&) = delete;
     [[nodiscard]] result<key_id> next() noexcept;
+    // The ID that the ahead-th next() from now returns, if it is in the pool already
+    // (ahead 0: the next one). Consumes nothing; for prefetching index slots.
+    [[nodiscard]] bool peek(std::size_t ahead, key_id& out) const noexcept;
 
 private:
     static constexpr std::size_t ids_per_refill = 256;

@@ -196,7 +196,8 @@ result<std::unique_ptr<stream>> stream::open(const store_config& config, const s
                                              std::string dir) noexcept {
     if (config.block_bytes < 8 || config.block_bytes > 1024 || config.block_bytes % 8 != 0 ||
         config.segment_chunks == 0 || own.stride == 0 || own.offset >= own.stride ||
-        config.reservations_max == 0 || config.chunk_cache < 4) {
+        config.reservations_max == 0 || config.reservations_max > (1u << 31) ||
+        config.chunk_cache < 4) {
         return fail(errc::invalid_argument);
     }
     std::unique_ptr<stream> s(new stream());
@@ -1058,43 +1059,55 @@ void stream::release(const lease& l, seq_t from) noexcept {
 
 // --- reservations -------------------------------------------------------------------------------
 
+void stream::index_prefetch(const key_id& id) const noexcept {
+    const std::size_t mask = _index.size() - 1;
+    __builtin_prefetch(&_index[static_cast<std::uint32_t>(key_hash(id)) & mask]);
+}
+
 std::uint32_t stream::index_find(const key_id& id) const noexcept {
     const std::size_t mask = _index.size() - 1;
-    for (std::size_t i = key_hash(id) & mask;; i = (i + 1) & mask) {
-        const std::uint32_t e = _index[i];
+    const auto h = static_cast<std::uint32_t>(key_hash(id));
+    for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+        const std::uint64_t e = _index[i];
         if (e == 0) {
             return 0;
         }
-        if (_slots[e - 1].id.equals(id)) {
-            return e;
+        const auto slot = static_cast<std::uint32_t>(e);
+        if (static_cast<std::uint32_t>(e >> 32) == h && _slots[slot - 1].id.equals(id)) {
+            return slot;
         }
     }
 }
 
 void stream::index_insert(const key_id& id, std::uint32_t slot) noexcept {
     const std::size_t mask = _index.size() - 1;
-    std::size_t i = key_hash(id) & mask;
+    const auto h = static_cast<std::uint32_t>(key_hash(id));
+    std::size_t i = h & mask;
     while (_index[i] != 0) {
         i = (i + 1) & mask;
     }
-    _index[i] = slot + 1;
+    _index[i] = (std::uint64_t{h} << 32) | (std::uint64_t{slot} + 1);
 }
 
 void stream::index_erase(const key_id& id) noexcept {
     const std::size_t mask = _index.size() - 1;
-    std::size_t i = key_hash(id) & mask;
-    while (_index[i] != 0 && !_slots[_index[i] - 1].id.equals(id)) {
+    const auto h = static_cast<std::uint32_t>(key_hash(id));
+    std::size_t i = h & mask;
+    while (_index[i] != 0 &&
+           !(static_cast<std::uint32_t>(_index[i] >> 32) == h &&
+             _slots[static_cast<std::uint32_t>(_index[i]) - 1].id.equals(id))) {
         i = (i + 1) & mask;
     }
     KEYRAIL_ASSERT(_index[i] != 0, "erasing a key ID that is not indexed");
-    // Backward-shift deletion keeps every probe chain unbroken without tombstones.
+    // Backward-shift deletion keeps every probe chain unbroken without tombstones. The stored
+    // hash gives each entry's home slot (the index has at most 2^32 entries).
     std::size_t j = i;
     for (;;) {
         j = (j + 1) & mask;
         if (_index[j] == 0) {
             break;
         }
-        const std::size_t home = key_hash(_slots[_index[j] - 1].id) & mask;
+        const std::size_t home = static_cast<std::size_t>(_index[j] >> 32) & mask;
         const bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (!between) {
             _index[i] = _index[j];
@@ -1306,6 +1319,12 @@ result<reserved_key> stream::reserve(const reserve_request& req,
             picked_storage[n++] = seq;
         }
         seq += _own.stride;
+    }
+    // The index slot of a key reserved a few calls from now: by then it is in the cache (a
+    // request for many keys would otherwise wait for one cache miss per key, in turn).
+    constexpr std::size_t prefetch_ahead = 8;
+    if (key_id ahead; _key_ids.peek(prefetch_ahead, ahead)) {
+        index_prefetch(ahead);
     }
     auto id = _key_ids.next();
     if (!id) {

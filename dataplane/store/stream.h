@@ -120,6 +120,9 @@ public:
     // The plaintext of one block as stored (zeros once wiped): inspection and tests only.
     [[nodiscard]] result<void> read_block(seq_t seq, std::span<std::byte> out) noexcept;
     [[nodiscard]] result<key_view> find_key(const key_id& id) const noexcept;
+    // A hint before a batch of find_key / expire_key / deliver calls: loads id's index slot
+    // into the cache meanwhile. No effect on state.
+    void prefetch_key(const key_id& id) const noexcept { index_prefetch(id); }
     // Appends the ID of every live reservation (recovery: resend and expiry after a restart);
     // returns how many. Allocates: start-up and reconnects, not the request path.
     std::size_t key_ids(std::vector<key_id>& out) const;
@@ -175,6 +178,8 @@ private:
     void try_reclaim() noexcept;
 
     // Reservation pool and key-ID index (open addressing, linear probing).
+    // Starts loading the index slot where id lives (or would go) into the cache.
+    void index_prefetch(const key_id& id) const noexcept;
     [[nodiscard]] std::uint32_t index_find(const key_id& id) const noexcept;
     void index_insert(const key_id& id, std::uint32_t slot) noexcept;
     void index_erase(const key_id& id) noexcept;
@@ -231,7 +236,10 @@ private:
     std::vector<std::uint64_t> _unlink_pending; // reclaimed segment numbers
     std::vector<detail::reservation> _slots;
     std::vector<std::uint32_t> _free_slots;
-    std::vector<std::uint32_t> _index; // slot + 1, 0 empty
+    // Open addressing over key IDs: (low 32 bits of the ID's hash) << 32 | (slot + 1), 0
+    // empty. Probes compare the stored hash first, so a probe past other keys touches only
+    // this array, not their reservations.
+    std::vector<std::uint64_t> _index;
     std::uint32_t _reservations = 0;
     bool _meta_dirty = false;
     bool _leased = false; // something was leased since open: commits may raise lease_high

@@ -141,15 +141,17 @@ result<sim_link> sim_link::create(const sim_link_config &config) noexcept {
     KEYRAIL_ASSERT(mac_bytes == mac.size(), "HMAC of %zu bytes", mac_bytes);
     std::copy_n(mac.begin(), confirmation_bytes, link._confirmation.begin());
 
+    // AES-CTR with counter block (sequence, lane), computed as AES-ECB over the counter
+    // blocks so that one cipher call serves many blocks.
     link._cipher = EVP_CIPHER_CTX_new();
-    EVP_CIPHER *aes = EVP_CIPHER_fetch(nullptr, "AES-256-CTR", nullptr);
-    const std::array<std::uint8_t, 16> iv{};
+    EVP_CIPHER *aes = EVP_CIPHER_fetch(nullptr, "AES-256-ECB", nullptr);
     const bool keyed =
         link._cipher != nullptr && aes != nullptr &&
-        EVP_EncryptInit_ex2(link._cipher, aes, link._enc_key.data(), iv.data(), nullptr) == 1;
+        EVP_EncryptInit_ex2(link._cipher, aes, link._enc_key.data(), nullptr, nullptr) == 1 &&
+        EVP_CIPHER_CTX_set_padding(link._cipher, 0) == 1;
     EVP_CIPHER_free(aes); // the context holds its own reference
     if (!keyed) {
-        log_openssl("AES-256-CTR");
+        log_openssl("AES-256-ECB");
         return fail(crypto_failure());
     }
     return link;
@@ -246,27 +248,42 @@ std::size_t sim_link::produce(std::uint64_t now_ns, std::span<std::uint8_t> out,
     }
     const std::size_t count =
         static_cast<std::size_t>(std::min<std::uint64_t>(_pending_blocks, max_blocks));
-    for (std::size_t i = 0; i < count; ++i) {
-        fill_block(_next_sequence + i, out.subspan(i * _block_bytes, _block_bytes));
-    }
+    fill_blocks(_next_sequence, count, out);
     _next_sequence += count;
     _pending_blocks -= count;
     return count;
 }
 
-void sim_link::fill_block(std::uint64_t sequence, std::span<std::uint8_t> out) noexcept {
-    std::array<std::uint8_t, 16> iv{};
-    put_be64(iv.data(), sequence);
-    // Re-setting only the IV keeps the key schedule; CTR over zeros yields the keystream.
-    const int iv_ok = EVP_EncryptInit_ex2(_cipher, nullptr, nullptr, iv.data(), nullptr);
-    KEYRAIL_ASSERT(iv_ok == 1, "AES-CTR IV reset failed");
-    std::memset(out.data(), 0, out.size());
-    int written = 0;
-    const int ok =
-        EVP_EncryptUpdate(_cipher, out.data(), &written, out.data(), static_cast<int>(out.size()));
-    KEYRAIL_ASSERT(ok == 1, "AES-CTR failed");
-    KEYRAIL_ASSERT(static_cast<std::size_t>(written) == out.size(), "AES-CTR wrote %d of %zu",
-                   written, out.size());
+void sim_link::fill_blocks(std::uint64_t first, std::size_t count,
+                           std::span<std::uint8_t> out) noexcept {
+    // Block seq is the AES-CTR keystream from counter block be64(seq) || be64(0): lane j of it
+    // is AES(be64(seq) || be64(j)). The counter blocks of many blocks go through one call.
+    constexpr std::size_t lane_bytes = 16;
+    constexpr std::size_t batch_lanes = 256;
+    const std::size_t lanes = (_block_bytes + lane_bytes - 1) / lane_bytes;
+    KEYRAIL_ASSERT(lanes >= 1 && lanes <= batch_lanes, "%zu-byte blocks", _block_bytes);
+    std::array<std::uint8_t, batch_lanes * lane_bytes> stream{};
+    const std::size_t per_call = batch_lanes / lanes;
+    for (std::size_t done = 0; done < count;) {
+        const std::size_t n = std::min(count - done, per_call);
+        for (std::size_t i = 0; i < n; ++i) {
+            for (std::size_t j = 0; j < lanes; ++j) {
+                std::uint8_t *c = stream.data() + (i * lanes + j) * lane_bytes;
+                put_be64(c, first + done + i);
+                put_be64(c + 8, j);
+            }
+        }
+        const int bytes = static_cast<int>(n * lanes * lane_bytes);
+        int written = 0;
+        const int ok = EVP_EncryptUpdate(_cipher, stream.data(), &written, stream.data(), bytes);
+        KEYRAIL_ASSERT(ok == 1 && written == bytes, "AES-ECB wrote %d of %d", written, bytes);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::memcpy(out.data() + (done + i) * _block_bytes, stream.data() + i * lanes * lane_bytes,
+                        _block_bytes);
+        }
+        done += n;
+    }
+    OPENSSL_cleanse(stream.data(), stream.size()); // keystream is key material
 }
 
 } // namespace keyrail::drivers::sim

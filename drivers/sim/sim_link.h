@@ -85,7 +85,7 @@ public:
 private:
     sim_link() = default;
     void wipe() noexcept;
-    void fill_block(std::uint64_t sequence, std::span<std::uint8_t> out) noexcept;
+    void fill_blocks(std::uint64_t first, std::size_t count, std::span<std::uint8_t> out) noexcept;
     // Time at which burst k (0-based) arrives: start + (k + 1) * interval + jitter(k).
     [[nodiscard]] std::uint64_t burst_time_ns(std::uint64_t k) const noexcept;
     // How many bursts have a jitter-free time <= t.
@@ -94,7 +94,7 @@ private:
     std::array<std::uint8_t, 32> _enc_key{};
     std::array<std::uint8_t, 32> _mac_key{};
     confirmation _confirmation{};
-    EVP_CIPHER_CTX *_cipher = nullptr; // keyed with _enc_key; freed (and cleansed) by wipe()
+    EVP_CIPHER_CTX *_cipher = nullptr; // AES-256-ECB keyed with _enc_key; freed by wipe()
     std::size_t _block_bytes = 0;
     std::uint64_t _rate_bps = 0;
     std::uint64_t _burst_blocks = 0;

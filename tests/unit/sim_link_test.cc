@@ -154,6 +154,34 @@ TEST(sim_link, blocks_follow_the_documented_derivation) {
     EXPECT_EQ(link.next_sequence(), 1000 + n);
 }
 
+TEST(sim_link, many_blocks_per_call_follow_the_derivation_at_every_block_size) {
+    // produce() derives blocks in batches of cipher calls: the batch edges must not show.
+    for (const std::uint32_t bytes : {8u, 16u, 24u, 1024u}) {
+        const auto secret = secret_of(6);
+        auto c = config_of(secret);
+        c.block_bytes = bytes;
+        c.first_sequence = 77;
+        sim_link link = make(c);
+        constexpr std::size_t want = 300;
+        std::vector<std::uint8_t> buf(std::size_t{bytes} * want);
+        std::size_t n = 0;
+        std::uint64_t t = 0;
+        while (n < want) {
+            t += ms;
+            const std::size_t got = link.produce(
+                t, std::span(buf).subspan(n * bytes), want - n);
+            n += got;
+        }
+        const auto okm = reference_okm(secret, "a-b");
+        for (std::size_t i = 0; i < want; ++i) {
+            const auto expect = reference_block(okm, 77 + i, bytes);
+            ASSERT_TRUE(std::equal(expect.begin(), expect.end(),
+                                   buf.begin() + static_cast<std::ptrdiff_t>(i * bytes)))
+                << bytes << "-byte block " << i;
+        }
+    }
+}
+
 TEST(sim_link, rate_is_respected_over_a_simulated_minute_in_bursts) {
     const auto secret = secret_of(1);
     sim_link link = make(config_of(secret)); // 100 kbit/s, 256-bit blocks, bursts of 16
