@@ -57,6 +57,10 @@ public:
             for (std::size_t b = 0; b < 16; ++b) {
                 _ids[i].bytes[b] = static_cast<std::uint8_t>(i * 131 + b * 17 + 7);
             }
+            // Bytes 0..3 carry the index itself: distinct IDs for any number of keys.
+            for (std::size_t b = 0; b < 4; ++b) {
+                _ids[i].bytes[b] = static_cast<std::uint8_t>(i >> (8 * b));
+            }
             _ids[i].bytes[6] = static_cast<std::uint8_t>((_ids[i].bytes[6] & 0x0f) | 0x40);
             _ids[i].bytes[8] = static_cast<std::uint8_t>((_ids[i].bytes[8] & 0x3f) | 0x80);
         }
@@ -188,7 +192,8 @@ int main(int argc, char** argv) {
         if (std::string(argv[i]) == "--iterations") {
             per_batch = std::max(1, std::atoi(argv[i + 1]));
         } else if (std::string(argv[i]) == "--number") {
-            numbers = {static_cast<std::uint32_t>(std::max(1, std::atoi(argv[i + 1])))};
+            // The fixture's max_key_per_request is 1024.
+            numbers = {static_cast<std::uint32_t>(std::clamp(std::atoi(argv[i + 1]), 1, 1024))};
         }
     }
     const int batches = args.smoke ? 3 : 11;

@@ -502,7 +502,9 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
         // The index slot of an entry a few ahead loads while this one expires.
         constexpr std::size_t prefetch_ahead = 8;
         if (prefetch_ahead < _expiry_count) {
-            _stream.prefetch_key(_expiry[(_expiry_head + prefetch_ahead) % _expiry.size()].id);
+            std::size_t ahead = _expiry_head + prefetch_ahead;
+            ahead = ahead >= _expiry.size() ? ahead - _expiry.size() : ahead;
+            _stream.prefetch_key(_expiry[ahead].id);
         }
         // unknown_key: delivered in time (or voided otherwise); nothing to do.
         delivered_erase_locked(e.id);

@@ -203,8 +203,8 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
                                               std::span<const char> in,
                                               engine::output& out) noexcept {
     conn_state* st = state_of(ctx);
-    if (st == nullptr) {
-        return {in.size(), engine::after_flush::close};
+    if (st == nullptr || st->persist_failed) {
+        return {in.size(), engine::after_flush::close}; // persist_failed: logged by send_acks
     }
     peer_link& l = *_runtime.links()[st->link];
     const proto::decoded d = proto::decode(
@@ -248,7 +248,7 @@ engine::handler_result peer_protocol::on_data(engine::connection_context& ctx,
             return close;
         }
         const auto applied = src.apply_reserve(ctx.shard().now_ns(), *r, _exceptions);
-        st->acks.push_back({r->batch_id(), applied.ticket, _exceptions});
+        st->acks.push_back({r->stream(), r->batch_id(), applied.ticket, _exceptions});
         if (!_ack_timer_armed) {
             if (ctx.shard().add_timer(ack_delay_ns, 0, *this, timer_ack)) {
                 _ack_timer_armed = true;
@@ -459,8 +459,10 @@ void peer_protocol::send_acks(engine::shard_context& shard, conn_state& st) noex
     if (durable < st.acks.back().ticket) {
         if (auto c = src.commit(); !c) {
             // Not durable: no ack; the peer sends these batches again on the next connection.
-            KEYRAIL_LOG(error, "node", "link '%s': %zu Reserve batches not persisted (%s)",
-                        l.id().c_str(), st.acks.size(), c.error().message().c_str());
+            KEYRAIL_LOG(error, "node", "link '%s': %zu Reserve batches not persisted (%s): "
+                        "closing", l.id().c_str(), st.acks.size(), c.error().message().c_str());
+            st.acks.clear();
+            st.persist_failed = true;
             return;
         }
         durable = src.durable_through();
@@ -478,6 +480,7 @@ void peer_protocol::send_acks(engine::shard_context& shard, conn_state& st) noex
         }
         proto::reserve_ack_in ack;
         ack.link_id = l.id();
+        ack.stream = st.acks[sent].stream;
         ack.batch_first = st.acks[sent].batch_id;
         ack.batch_last = st.acks[last].batch_id;
         ack.keys = st.acks[sent].exceptions;

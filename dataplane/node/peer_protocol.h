@@ -59,11 +59,15 @@ private:
         // Reserve batches applied but not acked yet, oldest first: each is acked once the
         // store commit that covers it is done (never before), on this connection only.
         struct pending_ack {
+            std::uint32_t stream = 0; // echoed from the Reserve
             std::uint64_t batch_id = 0;
             std::uint64_t ticket = 0;
             std::vector<proto::key_ack_in> exceptions;
         };
         std::vector<pending_ack> acks;
+        // The store could not make applied batches durable: no acks; the connection closes
+        // at its next frame (a watermark comes every 100 ms) and the peer resends them.
+        bool persist_failed = false;
     };
 
     [[nodiscard]] conn_state* state_of(const engine::connection_context& ctx) noexcept;

@@ -149,6 +149,12 @@ std::uint64_t key_hash(const key_id& id) noexcept {
     return h * 0x9e3779b97f4a7c15ull;
 }
 
+// The index's hash: the high half of the product, which every input bit reaches (the low
+// half depends only on the low input bytes, and byte 8 carries the fixed UUID variant bits).
+std::uint32_t index_hash(const key_id& id) noexcept {
+    return static_cast<std::uint32_t>(key_hash(id) >> 32);
+}
+
 } // namespace
 
 result<std::uint32_t> blocks_for_key(std::uint32_t key_bits, std::uint32_t block_bytes) noexcept {
@@ -1061,12 +1067,12 @@ void stream::release(const lease& l, seq_t from) noexcept {
 
 void stream::index_prefetch(const key_id& id) const noexcept {
     const std::size_t mask = _index.size() - 1;
-    __builtin_prefetch(&_index[static_cast<std::uint32_t>(key_hash(id)) & mask]);
+    __builtin_prefetch(&_index[index_hash(id) & mask]);
 }
 
 std::uint32_t stream::index_find(const key_id& id) const noexcept {
     const std::size_t mask = _index.size() - 1;
-    const auto h = static_cast<std::uint32_t>(key_hash(id));
+    const auto h = index_hash(id);
     for (std::size_t i = h & mask;; i = (i + 1) & mask) {
         const std::uint64_t e = _index[i];
         if (e == 0) {
@@ -1081,7 +1087,7 @@ std::uint32_t stream::index_find(const key_id& id) const noexcept {
 
 void stream::index_insert(const key_id& id, std::uint32_t slot) noexcept {
     const std::size_t mask = _index.size() - 1;
-    const auto h = static_cast<std::uint32_t>(key_hash(id));
+    const auto h = index_hash(id);
     std::size_t i = h & mask;
     while (_index[i] != 0) {
         i = (i + 1) & mask;
@@ -1091,7 +1097,7 @@ void stream::index_insert(const key_id& id, std::uint32_t slot) noexcept {
 
 void stream::index_erase(const key_id& id) noexcept {
     const std::size_t mask = _index.size() - 1;
-    const auto h = static_cast<std::uint32_t>(key_hash(id));
+    const auto h = index_hash(id);
     std::size_t i = h & mask;
     while (_index[i] != 0 &&
            !(static_cast<std::uint32_t>(_index[i] >> 32) == h &&
@@ -1325,6 +1331,7 @@ result<reserved_key> stream::reserve(const reserve_request& req,
     constexpr std::size_t prefetch_ahead = 8;
     if (key_id ahead; _key_ids.peek(prefetch_ahead, ahead)) {
         index_prefetch(ahead);
+        secure_wipe(ahead.bytes.data(), ahead.bytes.size()); // not issued yet
     }
     auto id = _key_ids.next();
     if (!id) {
@@ -1609,9 +1616,10 @@ result<std::uint64_t> stream::commit() noexcept {
     _journal_durable = journal_end;
     _journal_pending.clear();
     ++_commits_done;
-    // 4. After the commit point: drop reclaimed segments, wipe delivered and expired blocks
-    // in memory and write the re-sealed chunks at once (their fdatasync rides on the next
-    // commit; a crash before it re-wipes them at open from the journal).
+    // 4. After the commit point: drop reclaimed segments and wipe delivered and expired
+    // blocks in memory. Their re-sealed chunks go to disk with step 1 of the next commit
+    // (has_pending() says so, so an idle node's periodic commit writes them soon); a crash
+    // before that re-wipes them at open from the journal. One write per commit fewer.
     for (const std::uint64_t number : _unlink_pending) {
         ::unlink(segment_path(number).c_str());
     }
@@ -1623,16 +1631,6 @@ result<std::uint64_t> stream::commit() noexcept {
         }
     }
     _wipe_pending.clear();
-    for (auto& slot : _cache) {
-        if (slot.used && slot.dirty) {
-            if (auto r = seal_and_stage(slot); !r) {
-                return fail(r.error());
-            }
-        }
-    }
-    if (auto r = flush_stage(); !r) {
-        return fail(r.error());
-    }
     try_reclaim();
     return _commits_done;
 }

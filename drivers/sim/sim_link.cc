@@ -262,8 +262,9 @@ void sim_link::fill_blocks(std::uint64_t first, std::size_t count,
     constexpr std::size_t batch_lanes = 256;
     const std::size_t lanes = (_block_bytes + lane_bytes - 1) / lane_bytes;
     KEYRAIL_ASSERT(lanes >= 1 && lanes <= batch_lanes, "%zu-byte blocks", _block_bytes);
-    std::array<std::uint8_t, batch_lanes * lane_bytes> stream{};
+    std::array<std::uint8_t, batch_lanes * lane_bytes> stream; // every used byte is written
     const std::size_t per_call = batch_lanes / lanes;
+    std::size_t used = 0;
     for (std::size_t done = 0; done < count;) {
         const std::size_t n = std::min(count - done, per_call);
         for (std::size_t i = 0; i < n; ++i) {
@@ -274,6 +275,7 @@ void sim_link::fill_blocks(std::uint64_t first, std::size_t count,
             }
         }
         const int bytes = static_cast<int>(n * lanes * lane_bytes);
+        used = std::max(used, n * lanes * lane_bytes);
         int written = 0;
         const int ok = EVP_EncryptUpdate(_cipher, stream.data(), &written, stream.data(), bytes);
         KEYRAIL_ASSERT(ok == 1 && written == bytes, "AES-ECB wrote %d of %d", written, bytes);
@@ -283,7 +285,7 @@ void sim_link::fill_blocks(std::uint64_t first, std::size_t count,
         }
         done += n;
     }
-    OPENSSL_cleanse(stream.data(), stream.size()); // keystream is key material
+    OPENSSL_cleanse(stream.data(), used); // keystream is key material
 }
 
 } // namespace keyrail::drivers::sim

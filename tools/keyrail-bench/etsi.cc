@@ -223,7 +223,12 @@ bool verifier::text_of(std::size_t index, std::string& scratch, std::string_view
         out = raw; // validated, and without escapes its own text
         return true;
     }
-    scratch.resize(raw.size());
+    // The size never shrinks while a container is checked, so the final cleanse covers every
+    // byte written; before a reallocation frees the old buffer, it is wiped.
+    if (scratch.capacity() < raw.size()) {
+        OPENSSL_cleanse(scratch.data(), scratch.size());
+    }
+    scratch.resize(std::max(scratch.size(), raw.size()));
     std::size_t used = 0;
     if (!json::decode_string(raw, scratch, used)) {
         return false;
