@@ -243,6 +243,16 @@ public:
     // After every shard has closed its connections, before the server's drain hook: make
     // shard-owned state durable here. Messages still flow until every shard returned.
     virtual void on_drain(shard_context& shard) noexcept { (void)shard; }
+    // The output barrier: before the shard hands queued operations to the kernel (once per
+    // loop turn, and whenever its submission queue fills), so before any output produced
+    // since the last call can leave. Make durable here what that output reports (one group
+    // commit for every request of the turn). false: it could not be made durable; every
+    // connection with a send queued since the last call is shut down before the submission,
+    // so none of that output leaves (the layer above logs why).
+    [[nodiscard]] virtual bool before_output(shard_context& shard) noexcept {
+        (void)shard;
+        return true;
+    }
 };
 
 } // namespace keyrail::engine

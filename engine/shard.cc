@@ -151,6 +151,7 @@ result<void> shard::start() noexcept {
                                  ~std::size_t{63};
     _arena = std::make_unique<char[]>(slots * per_slot); // 16-aligned (operator new[])
     _connections = std::make_unique<connection[]>(slots);
+    _sent_since_barrier.reserve(2 * slots);
     _connection_count = static_cast<std::uint32_t>(slots);
     for (std::uint32_t i = 0; i < _connection_count; ++i) {
         connection& c = _connections[i];
@@ -253,9 +254,31 @@ void shard::thread_main() noexcept {
     stop_everything();
 }
 
+void shard::output_barrier() noexcept {
+    if (!_hooks) {
+        return;
+    }
+    if (!_hooks->before_output(*this)) {
+        // Nothing queued since the last barrier may leave: a shut-down socket fails the send
+        // (EPIPE), and the send completion closes the connection.
+        std::size_t shut = 0;
+        for (const auto& [slot, generation] : _sent_since_barrier) {
+            detail::connection& c = _connections[slot];
+            if (c.generation == generation && c.state != conn_state::free && c.fd >= 0) {
+                (void)::shutdown(c.fd, SHUT_RDWR);
+                ++shut;
+            }
+        }
+        KEYRAIL_LOG(error, "engine", "shard %zu: output barrier failed: %zu connections closed "
+                    "before their answers left", _index, shut);
+    }
+    _sent_since_barrier.clear();
+}
+
 io_uring_sqe* shard::sqe() noexcept {
     io_uring_sqe* s = io_uring_get_sqe(&_ring);
     if (s == nullptr) {
+        output_barrier();
         (void)io_uring_submit(&_ring);
         s = io_uring_get_sqe(&_ring);
     }
@@ -266,6 +289,7 @@ io_uring_sqe* shard::sqe() noexcept {
 void shard::reserve_sqes(unsigned count) noexcept {
     // A linked pair must not be split across two submissions.
     if (io_uring_sq_space_left(&_ring) < count) {
+        output_barrier();
         (void)io_uring_submit(&_ring);
     }
 }
@@ -292,6 +316,7 @@ void shard::arm_accept(std::size_t listener) noexcept {
 
 void shard::loop() noexcept {
     while (!_exit) {
+        output_barrier();
         const int rc = io_uring_submit_and_wait(&_ring, 1);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             const std::error_code ec(-rc, std::system_category());
@@ -838,6 +863,9 @@ void shard::submit_send(connection& c) noexcept {
                             tag(static_cast<std::uint8_t>(op::send_timeout), slot, c.generation));
     c.inflight_count = static_cast<std::uint8_t>(c.inflight_count + 2);
     c.send_inflight = true;
+    if (_hooks) {
+        _sent_since_barrier.emplace_back(slot, c.generation);
+    }
 }
 
 void shard::arm_recv(connection& c) noexcept {

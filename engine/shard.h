@@ -166,6 +166,8 @@ private:
 
     [[nodiscard]] result<void> start() noexcept;
     void loop() noexcept;
+    // Every io_uring submission goes through here: the hooks' output barrier first.
+    void output_barrier() noexcept;
     void stop_everything() noexcept;
     void handle(const io_uring_cqe& cqe) noexcept;
     void follow_phase() noexcept;
@@ -224,6 +226,8 @@ private:
     std::vector<tls_context> _tls; // one per listener
     std::vector<std::unique_ptr<protocol>> _protocols; // one per listener
     std::unique_ptr<shard_hooks> _hooks;
+    // Connections (slot, generation) with a send queued since the last output barrier.
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> _sent_since_barrier;
 
     io_uring _ring{};
     bool _ring_ready = false;

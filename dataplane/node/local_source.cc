@@ -189,6 +189,7 @@ bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noe
 
 result<void> local_source::commit_locked() noexcept {
     if (!_stream.has_pending()) {
+        _commit_due = false; // everything is durable already
         return {};
     }
     auto done = _stream.commit();
@@ -196,6 +197,7 @@ result<void> local_source::commit_locked() noexcept {
         KEYRAIL_LOG(error, "node", "store commit failed: %s", done.error().message().c_str());
         return fail(done.error());
     }
+    _commit_due = false; // whatever waited for the barrier is covered
     return {};
 }
 
@@ -267,7 +269,7 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
         }
     }
     if (!failure) {
-        if (auto c = commit_locked(); !c) {
+        if (auto c = commit_or_defer_locked(); !c) {
             failure = c.error();
         } else {
             const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
@@ -376,7 +378,7 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
         sizes_out[i] = d->key_bytes;
         offset += d->key_bytes;
     }
-    if (auto c = commit_locked(); !c) {
+    if (auto c = commit_or_defer_locked(); !c) {
         secure_wipe(bytes_out.first(offset));
         return fail(etsi014::errc::unavailable);
     }
@@ -444,6 +446,22 @@ void local_source::delivered_erase_locked(const dataplane::key_id& id) noexcept 
 result<void> local_source::commit() noexcept {
     const std::lock_guard guard(_lock);
     return commit_locked();
+}
+
+result<void> local_source::commit_or_defer_locked() noexcept {
+    if (_options.commit_at_barrier) {
+        _commit_due = true;
+        return {};
+    }
+    return commit_locked();
+}
+
+result<void> local_source::commit_due() noexcept {
+    const std::lock_guard guard(_lock);
+    if (!_commit_due) {
+        return {};
+    }
+    return commit_locked(); // on failure still due: the next barrier tries again
 }
 
 bool local_source::pump(std::uint64_t now_ns, std::size_t blocks_max) noexcept {

@@ -73,6 +73,10 @@ struct local_source_options {
     // The store's reservation slots per stream (store_config::reservations_max): sizes the
     // expiry queue, and a request that would pass it is refused before touching the store.
     std::uint32_t reservations_max = 1u << 14;
+    // reserve and deliver leave their commit to commit_due(), which the shard's output
+    // barrier calls before any answer leaves (engine shard_hooks::before_output): one group
+    // commit per loop turn instead of one per request. Off: each commits before it returns.
+    bool commit_at_barrier = false;
 };
 
 // Reserve notices for the peer, built by take_notices: every view points into this object's
@@ -104,7 +108,8 @@ public:
     [[nodiscard]] source_counts counts(std::uint64_t now_ns) noexcept;
 
     // All or nothing: number keys of key_bits, IDs into ids_out, bytes packed into bytes_out.
-    // Durable (committed) before it returns; each key expires key_expiry_ns after now_ns.
+    // Durable (committed) before it returns, or with commit_at_barrier by the next
+    // commit_due(); each key expires key_expiry_ns after now_ns.
     // Errors are etsi014::errc values: exhausted, reservations_full, size_unsupported,
     // unavailable.
     [[nodiscard]] result<void> reserve(std::uint64_t now_ns, const reserve_args& args,
@@ -112,7 +117,7 @@ public:
                                        std::span<std::byte> bytes_out) noexcept;
 
     // All or nothing: the keys ids reserved by master for caller, packed into bytes_out, each
-    // size into sizes_out. Durable before it returns. Errors (etsi014::errc): not_found,
+    // size into sizes_out. Durable before it returns (or as reserve). Errors (etsi014::errc): not_found,
     // unauthorized, buffer_too_small, unavailable.
     [[nodiscard]] result<void> deliver(std::uint64_t now_ns, sae_id master, sae_id caller,
                                        std::span<const etsi014::key_id> ids,
@@ -121,6 +126,10 @@ public:
 
     // Makes every staged change durable (drain, shutdown).
     [[nodiscard]] result<void> commit() noexcept;
+    // The output barrier's group commit: commits if a reserve or deliver left its commit to
+    // it (commit_at_barrier), else nothing. Returns only once that commit is done, whichever
+    // shard made it.
+    [[nodiscard]] result<void> commit_due() noexcept;
 
     // Timer work, bounded per call. pump: appends at most blocks_max blocks that arrived by
     // now_ns. expire_due: expires at most keys_max reservations whose deadline passed, then
@@ -221,6 +230,7 @@ private:
                                std::uint32_t slave_count) noexcept;
     void delivered_erase_locked(const dataplane::key_id& id) noexcept;
     [[nodiscard]] result<void> commit_locked() noexcept;
+    [[nodiscard]] result<void> commit_or_defer_locked() noexcept;
     void expiry_push_locked(std::uint64_t deadline_ns, const dataplane::key_id& id) noexcept;
     void expiry_compact_locked() noexcept;
 
@@ -269,6 +279,7 @@ private:
     // before it delivers anything. Empty after a restart (see deliver).
     std::vector<delivered_entry> _delivered;
     std::size_t _delivered_count = 0; // entries in use: lookups skip an empty table
+    bool _commit_due = false;         // results wait for commit_due() (commit_at_barrier)
     // Link streams: reservations of this node's share not yet told to the peer (told oldest
     // first), batches sent and not acked, and keys to void at the peer. The outbox is pruned of
     // keys gone from the store when it passes reservations_max (every live entry names a live

@@ -122,6 +122,13 @@ std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) 
         _inflight_keys >= _options.reservations_max) {
         return 0; // nothing to send, or a peer that does not ack: wait for its acks
     }
+    if (_commit_due) {
+        // A reservation is told to the peer only once it is durable here (another shard's
+        // barrier may not have run yet).
+        if (auto c = commit_locked(); !c) {
+            return 0;
+        }
+    }
     const std::size_t take = std::min(keys_max, _outbox.size());
     // Every view below points into these vectors: size them first so nothing moves.
     out.runs.reserve(take * proto::limits::runs_max);

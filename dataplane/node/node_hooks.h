@@ -106,6 +106,19 @@ public:
         }
     }
 
+    // The group commit of everything this turn's answers report (local_source
+    // commit_at_barrier): every answer of the turn leaves after it, or not at all.
+    bool before_output(engine::shard_context& shard) noexcept override {
+        (void)shard;
+        bool ok = true;
+        for (local_source* s : _sources) {
+            if (auto done = s->commit_due(); !done) {
+                ok = false; // logged by the source; the engine closes those connections
+            }
+        }
+        return ok;
+    }
+
     void on_drain(engine::shard_context& shard) noexcept override {
         if (shard.shard_index() != 0 || _sources.empty()) {
             return;

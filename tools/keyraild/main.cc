@@ -291,6 +291,7 @@ std::unique_ptr<node::local_source> make_local_source(const control::config& cfg
     options.ingest_cap_blocks = cap;
     options.key_expiry_ns = std::uint64_t{cfg.limits.key_expiry_s} * 1'000'000'000u;
     options.reservations_max = cfg.store.reservations_max;
+    options.commit_at_barrier = true; // node_hooks::before_output commits once per loop turn
     auto source = std::make_unique<node::local_source>(
         stream, std::make_unique<sim_source>(std::move(sim)), options);
     source->recover(monotonic_now_ns());
@@ -351,6 +352,7 @@ link_parts make_link(const control::config& cfg, const node::settings& settings,
     options.ingest_cap_blocks = ingest_cap(cfg, st);
     options.key_expiry_ns = std::uint64_t{cfg.limits.key_expiry_s} * 1'000'000'000u;
     options.reservations_max = cfg.store.reservations_max;
+    options.commit_at_barrier = true; // node_hooks::before_output commits once per loop turn
     link_parts parts;
     parts.source = std::make_unique<node::local_source>(
         stream, std::make_unique<sim_source>(std::move(sim)), options);
