@@ -141,7 +141,7 @@ store:
   master_key_file: master.key
   durability: process
   capacity_blocks: 8388608
-  reservations_max: 1048576
+  reservations_max: 4194304
 links:
   - id: bench-link
     peer: bench-peer
