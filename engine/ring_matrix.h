@@ -128,6 +128,18 @@ public:
         return {};
     }
 
+    // A shard to itself: pushes without ringing the doorbell (the owner looks again before it
+    // sleeps; shard::post arranges that). Same errors as try_post.
+    [[nodiscard]] result<void> try_post_to_self(std::size_t shard, const T& message) noexcept {
+        if (shard >= _shard_count) {
+            return fail(errc::bad_shard);
+        }
+        if (!ring(shard, shard).try_push(message)) {
+            return fail(errc::ring_full);
+        }
+        return {};
+    }
+
     // Shard `to` only: pops up to budget_count messages from all its inbound rings, fairly
     // (round robin over senders), and calls fn(const T&) for each. Returns how many it popped.
     template <class Fn>

@@ -131,6 +131,12 @@ std::size_t shard::shard_count() const noexcept { return _server._shard_count; }
 
 result<void> shard::post(std::size_t to, shard_message message) noexcept {
     message.from_shard = static_cast<std::uint32_t>(_index);
+    if (to == _index) {
+        // No eventfd write and no extra wake: the loop receives again before it sleeps.
+        auto posted = _server._matrix->try_post_to_self(_index, message);
+        _look_again = _look_again || posted.has_value();
+        return posted;
+    }
     return _server._matrix->try_post(_index, to, message);
 }
 
@@ -317,7 +323,9 @@ void shard::arm_accept(std::size_t listener) noexcept {
 void shard::loop() noexcept {
     while (!_exit) {
         output_barrier();
-        const int rc = io_uring_submit_and_wait(&_ring, 1);
+        // A message to itself (or more than one batch of messages) waits: do not sleep.
+        const int rc = io_uring_submit_and_wait(&_ring, _look_again ? 0 : 1);
+        _look_again = false;
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             const std::error_code ec(-rc, std::system_category());
             KEYRAIL_ASSERT(false, "shard %zu: io_uring_submit_and_wait: %s", _index,
@@ -341,8 +349,7 @@ void shard::loop() noexcept {
                 }
             });
         if (received == limits::cross_shard_batch_max) {
-            // More may be waiting: make sure the next wait returns at once.
-            _server._matrix->doorbell_of(_index).ring();
+            _look_again = true; // more may be waiting
         }
         run_ready();
         follow_phase();

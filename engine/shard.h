@@ -236,6 +236,7 @@ private:
     bool _exit = false;
     server_phase _phase_seen = server_phase::running;
     std::uint64_t _now_ns = 0;
+    bool _look_again = false; // messages wait in the rings: the next submit does not sleep
     std::uint64_t _doorbell_value = 0;
 
     std::unique_ptr<char[]> _arena;
