@@ -138,7 +138,11 @@ engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
         return {parsed.consumed_bytes, then};
     }
     const std::string_view caller = _cfg.saes[static_cast<std::size_t>(sae - 1)].id;
-    const std::span<char> scratch(_scratch.get(), _scratch_bytes);
+    // Straight into the engine's output when the largest answer fits there (the engine wipes
+    // it once TLS took it); else into the scratch buffer, copied and wiped below.
+    const bool in_place = out.available() >= _scratch_bytes;
+    const std::span<char> scratch =
+        in_place ? out.free_space().first(_scratch_bytes) : std::span<char>(_scratch.get(), _scratch_bytes);
     const std::uint32_t slot = ctx.id().slot;
     if (slot >= _waits.size()) {
         _waits.resize(slot + 1); // once per slot index
@@ -170,10 +174,14 @@ engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
         r = etsi014::handle(_request, caller, *_service, _workspace, scratch);
     }
     end_wait(ctx.shard(), w);
-    const bool copied = out.append(scratch.first(r.response_bytes));
-    secure_wipe(scratch.data(), r.response_bytes);
-    if (!copied) {
-        return {parsed.consumed_bytes, engine::after_flush::close};
+    if (in_place) {
+        out.commit(r.response_bytes);
+    } else {
+        const bool copied = out.append(scratch.first(r.response_bytes));
+        secure_wipe(scratch.data(), r.response_bytes);
+        if (!copied) {
+            return {parsed.consumed_bytes, engine::after_flush::close};
+        }
     }
     if (r.http_status >= 500) {
         // Under overload every request may get a 5xx: one line per second per shard, with the

@@ -1333,6 +1333,11 @@ result<reserved_key> stream::reserve(const reserve_request& req,
         index_prefetch(ahead);
         secure_wipe(ahead.bytes.data(), ahead.bytes.size()); // not issued yet
     }
+    // And the reservation slot a few keys on (free slots are reused last freed first: cold
+    // after an expiry sweep).
+    if (_free_slots.size() > prefetch_ahead) {
+        __builtin_prefetch(&_slots[_free_slots[_free_slots.size() - 1 - prefetch_ahead]], 1);
+    }
     auto id = _key_ids.next();
     if (!id) {
         return fail(id.error());
