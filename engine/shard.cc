@@ -188,10 +188,19 @@ result<void> shard::start() noexcept {
     _timer_free_head = 0;
     _jitter_state = monotonic_ns() ^ (std::uint64_t{_index} << 48);
 
+    // Completions' task work runs only when this thread enters the kernel to wait (6.1+): no
+    // interruption of the loop while it works, and the completions of a turn come together.
     io_uring_params params{};
-    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+                   IORING_SETUP_DEFER_TASKRUN;
     params.cq_entries = _config.io_uring_entries * 4;
     int rc = io_uring_queue_init_params(_config.io_uring_entries, &_ring, &params);
+    if (rc == -EINVAL) {
+        params = io_uring_params{};
+        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+        params.cq_entries = _config.io_uring_entries * 4;
+        rc = io_uring_queue_init_params(_config.io_uring_entries, &_ring, &params);
+    }
     if (rc == -EINVAL) {
         // Older kernels: no single-issuer or cooperative task running.
         params = io_uring_params{};
@@ -324,7 +333,8 @@ void shard::loop() noexcept {
     while (!_exit) {
         output_barrier();
         // A message to itself (or more than one batch of messages) waits: do not sleep.
-        const int rc = io_uring_submit_and_wait(&_ring, _look_again ? 0 : 1);
+        const int rc = _look_again ? io_uring_submit_and_get_events(&_ring)
+                                   : io_uring_submit_and_wait(&_ring, 1);
         _look_again = false;
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             const std::error_code ec(-rc, std::system_category());
