@@ -6,9 +6,11 @@
 # against a single node's enc_keys rate measured in the same run; end-to-end latency
 # p50/p99/p999 with one pair in flight, against one request at a time to nginx serving a static
 # enc_keys answer (this machine's floor for one HTTPS round trip; a pair makes two).
-# Placement: the reference node and nginx on core 0; then bench-a on core 0 and bench-b on
-# core 1 (two sites), keyrail-bench on core 1 throughout.
-# Usage: tools/bench/paired.sh --bin DIR --out FILE [--smoke] [--duration S]
+# Placement: the reference node and nginx on core 0; bench-a on core 0 and bench-b on core 1
+# (two sites), keyrail-bench on core 1 throughout. All of them run for the whole suite; the
+# throughput runs alternate (reference, pair, reference, pair, ...: --rounds, default 3) and
+# the medians are reported, so a slow spell of this shared machine hits both sides.
+# Usage: tools/bench/paired.sh --bin DIR --out FILE [--smoke] [--duration S] [--rounds N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/bench/lib.sh
@@ -16,6 +18,7 @@ source tools/bench/lib.sh
 bin=build/bench/tools
 out=bench/results/paired.json
 duration=5
+rounds=3
 requests=0
 connections=8
 pipeline=4
@@ -24,7 +27,8 @@ while (($#)); do
     --bin) bin=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
-    --smoke) duration=1; requests=50; connections=2; pipeline=2; shift ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --smoke) duration=1; rounds=1; requests=50; connections=2; pipeline=2; shift ;;
     *) echo "paired.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -63,8 +67,8 @@ run() {
 }
 
 pki=$w/single/pki
-server_pids=("$bench_node_pid")
-run enc_keys enc_keys
+single_pki=$pki
+single_url=$url
 # The latency floor of this machine: one HTTPS request at a time to nginx (one worker, core 0)
 # serving a static copy of a 1-key enc_keys answer (keys and IDs replaced by random bytes).
 mkdir -p "$w/www"
@@ -87,22 +91,28 @@ bench_wait_port "$nginx_port"
 url="https://127.0.0.1:$nginx_port"
 server_pids=("$nginx_pid")
 run nginx_one_at_a_time enc_keys --connections 1 --pipeline 1
-# The references are done: stop them so they take no CPU from the pair.
-kill -TERM "$bench_node_pid" "$nginx_pid"
-wait "$bench_node_pid" "$nginx_pid" 2>/dev/null || true
 
 bench_start_pair "$bin" "$w/pair" 0 "$client_cpu"
-pki=$w/pair/pki
-url="https://127.0.0.1:$bench_a_port"
-server_pids=("$bench_a_pid" "$bench_b_pid")
+pair_pki=$w/pair/pki
 pair_args=(--master-sae bench-master --slave-url "https://127.0.0.1:$bench_b_port"
-    --slave-cert "$pki/saes/bench-slave.crt" --slave-key "$pki/saes/bench-slave.key")
-run paired paired "${pair_args[@]}"
+    --slave-cert "$pair_pki/saes/bench-slave.crt" --slave-key "$pair_pki/saes/bench-slave.key")
+for ((r = 1; r <= rounds; ++r)); do
+    pki=$single_pki url=$single_url
+    server_pids=("$bench_node_pid")
+    run "enc_keys_$r" enc_keys
+    # Its keys expire unfetched 1 s later (key_expiry_s): let that work finish before the pair
+    # runs, so neither side pays for the other.
+    sleep 2
+    pki=$pair_pki url="https://127.0.0.1:$bench_a_port"
+    server_pids=("$bench_a_pid" "$bench_b_pid")
+    run "paired_$r" paired "${pair_args[@]}"
+    sleep 1
+done
 run paired_one_at_a_time paired "${pair_args[@]}" --connections 1 --pipeline 1
 
-python3 - "$w" "$out" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$w" "$out" "$(getconf CLK_TCK)" "$rounds" <<'PY'
 import json, os, sys
-work, out, hz = sys.argv[1], sys.argv[2], int(sys.argv[3])
+work, out, hz, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def cpu_s(name):
     return int(open(f"{work}/{name}.cpu").read()) / hz
 def load(name):
@@ -110,7 +120,14 @@ def load(name):
     if doc["errors"]:
         sys.exit(f"paired: run {name} had {doc['errors']} errors: {doc['errors_by_kind']}")
     return doc
-enc, pair = load("enc_keys"), load("paired")
+def median_run(prefix):
+    """The round whose rate is the median (its latency and CPU go with it)."""
+    docs = sorted(((load(f"{prefix}_{r}"), f"{prefix}_{r}") for r in range(1, rounds + 1)),
+                  key=lambda d: d[0]["requests_per_s"])
+    for doc, name in docs:
+        print(f"paired: {name}: {doc['requests_per_s']:.1f} req/s", file=sys.stderr)
+    return docs[len(docs) // 2]
+(enc, enc_name), (pair, pair_name) = median_run("enc_keys"), median_run("paired")
 floor, pair1 = load("nginx_one_at_a_time"), load("paired_one_at_a_time")
 rows = []
 def row(name, value, unit, ref_name, ref_value, ref_unit=None):
@@ -122,9 +139,9 @@ row("paired_pairs_per_s", pair["requests_per_s"], "pairs/s",
 # The same per second of server CPU (both nodes' for a pair): what a pair costs the KMEs
 # against what one enc_keys costs, whatever the client and the core sharing did.
 # A short run (--smoke) can take less than one clock tick of server CPU: no row then.
-if cpu_s("paired") > 0 and cpu_s("enc_keys") > 0:
-    row("paired_pairs_per_server_cpu_s", pair["successes"] / cpu_s("paired"), "pairs/cpu-s",
-        "enc_keys_per_server_cpu_s", enc["successes"] / cpu_s("enc_keys"), "req/cpu-s")
+if cpu_s(pair_name) > 0 and cpu_s(enc_name) > 0:
+    row("paired_pairs_per_server_cpu_s", pair["successes"] / cpu_s(pair_name), "pairs/cpu-s",
+        "enc_keys_per_server_cpu_s", enc["successes"] / cpu_s(enc_name), "req/cpu-s")
 else:
     print("paired: runs too short to measure server CPU; no per-CPU row", file=sys.stderr)
 # Latency with one pair in flight (the targets), against one request at a time to nginx: the
@@ -141,7 +158,9 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
 doc = {"suite": "paired", "commit": os.environ.get("KEYRAIL_COMMIT", "unknown"),
        "machine": f"{cpu}, {os.cpu_count()} cpus",
        "placement": "reference node and nginx on core 0; master node bench-a on core 0, "
-                    "slave node bench-b on core 1; keyrail-bench on core 1",
+                    "slave node bench-b on core 1; keyrail-bench on core 1; all running "
+                    "throughout",
+       "rounds": f"{rounds} alternating reference/pair throughput runs, medians",
        "results": rows}
 with open(out, "w") as f:
     json.dump(doc, f, indent=2)
