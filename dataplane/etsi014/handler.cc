@@ -461,8 +461,10 @@ private:
             if (r.error() == make_error_code(errc::exhausted)) {
                 // Quote fresh numbers so the client can pace itself.
                 auto now = _service.status(_caller, slave);
-                const auto& s = now ? *now : *st;
-                return exhausted(kr.number, s.stored_key_count, s.key_rate_per_s);
+                if (!now) {
+                    return service_error(now.error()); // no counts to quote
+                }
+                return exhausted(kr.number, now->stored_key_count, now->key_rate_per_s);
             }
             return service_error(r.error());
         }
