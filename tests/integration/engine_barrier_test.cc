@@ -3,14 +3,12 @@
 // it runs, a failed barrier shuts the connection before any of that output leaves (the server
 // keeps serving others), and pipelined answers pass through it whole and in order.
 #include "engine/server.h"
+#include "tests/support/test_certs.h"
 #include "tests/support/tls_client.h"
-
-#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -88,12 +86,8 @@ public:
 class engine_barrier : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        char dir_template[] = "/tmp/keyrail-barrier-certs-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir_template), nullptr);
-        g_certs = dir_template;
-        const std::string cmd = std::string("sh ") + KEYRAIL_SOURCE_DIR +
-                                "/tests/support/make_test_certs.sh " + g_certs.string();
-        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+        g_certs = test::make_test_certs("keyrail-barrier-certs");
+        ASSERT_FALSE(g_certs.empty()) << "tests/support/make_test_certs.sh failed";
     }
     static void TearDownTestSuite() { std::filesystem::remove_all(g_certs); }
 

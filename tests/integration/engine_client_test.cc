@@ -5,11 +5,8 @@
 // presenting another node identity is refused with a logged reason.
 #include "engine/server.h"
 
-#include <stdlib.h>
-
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -17,6 +14,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/support/test_certs.h"
 
 #ifndef KEYRAIL_SOURCE_DIR
 #error "KEYRAIL_SOURCE_DIR must point at the source tree"
@@ -178,12 +177,8 @@ struct running {
 class engine_client : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        char dir_template[] = "/tmp/keyrail-client-certs-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir_template), nullptr);
-        g_certs = dir_template;
-        const std::string cmd = std::string("sh ") + KEYRAIL_SOURCE_DIR +
-                                "/tests/support/make_test_certs.sh " + g_certs.string();
-        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+        g_certs = keyrail::test::make_test_certs("keyrail-client-certs");
+        ASSERT_FALSE(g_certs.empty()) << "tests/support/make_test_certs.sh failed";
     }
     static void TearDownTestSuite() { std::filesystem::remove_all(g_certs); }
 

@@ -3,13 +3,11 @@
 // order; a parked connection outlives request and idle timeouts shorter than its wait; a client
 // that closes while parked is cleaned up and the late wake is a no-op (ASan watches).
 #include "engine/server.h"
+#include "tests/support/test_certs.h"
 #include "tests/support/tls_client.h"
-
-#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -90,12 +88,8 @@ private:
 class engine_deferred : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        char dir_template[] = "/tmp/keyrail-deferred-certs-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir_template), nullptr);
-        g_certs = dir_template;
-        const std::string cmd = std::string("sh ") + KEYRAIL_SOURCE_DIR +
-                                "/tests/support/make_test_certs.sh " + g_certs.string();
-        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+        g_certs = test::make_test_certs("keyrail-deferred-certs");
+        ASSERT_FALSE(g_certs.empty()) << "tests/support/make_test_certs.sh failed";
     }
     static void TearDownTestSuite() { std::filesystem::remove_all(g_certs); }
 

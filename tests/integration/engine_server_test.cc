@@ -3,6 +3,7 @@
 // pipelined connections across two shards, timeouts, limits and the drain.
 #include "engine/server.h"
 #include "engine/tls.h"
+#include "tests/support/test_certs.h"
 #include "tests/support/tls_client.h"
 
 #include <arpa/inet.h>
@@ -91,12 +92,8 @@ test::tls_client_config client_with(const char* name) {
 class engine_server : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        char dir_template[] = "/tmp/keyrail-engine-certs-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir_template), nullptr);
-        g_certs = dir_template;
-        const std::string cmd = std::string("sh ") + KEYRAIL_SOURCE_DIR +
-                                "/tests/support/make_test_certs.sh " + g_certs.string();
-        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+        g_certs = test::make_test_certs("keyrail-engine-certs");
+        ASSERT_FALSE(g_certs.empty()) << "tests/support/make_test_certs.sh failed";
     }
     static void TearDownTestSuite() { std::filesystem::remove_all(g_certs); }
 

@@ -3,10 +3,10 @@
 // periodic callback, with a stale id), and the bounded table.
 #include "engine/errc.h"
 #include "engine/server.h"
+#include "tests/support/test_certs.h"
 #include "tests/support/tls_client.h"
 
 #include <pthread.h>
-#include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
@@ -160,12 +160,8 @@ private:
 class engine_timer : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        char dir_template[] = "/tmp/keyrail-timer-certs-XXXXXX";
-        ASSERT_NE(::mkdtemp(dir_template), nullptr);
-        g_certs = dir_template;
-        const std::string cmd = std::string("sh ") + KEYRAIL_SOURCE_DIR +
-                                "/tests/support/make_test_certs.sh " + g_certs.string();
-        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+        g_certs = test::make_test_certs("keyrail-timer-certs");
+        ASSERT_FALSE(g_certs.empty()) << "tests/support/make_test_certs.sh failed";
     }
     static void TearDownTestSuite() { std::filesystem::remove_all(g_certs); }
 
