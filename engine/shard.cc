@@ -188,25 +188,25 @@ result<void> shard::start() noexcept {
     _timer_free_head = 0;
     _jitter_state = monotonic_ns() ^ (std::uint64_t{_index} << 48);
 
-    // Completions' task work runs only when this thread enters the kernel to wait (6.1+): no
-    // interruption of the loop while it works, and the completions of a turn come together.
-    io_uring_params params{};
-    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
-                   IORING_SETUP_DEFER_TASKRUN;
-    params.cq_entries = _config.io_uring_entries * 4;
-    int rc = io_uring_queue_init_params(_config.io_uring_entries, &_ring, &params);
-    if (rc == -EINVAL) {
-        params = io_uring_params{};
-        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+    // The best setup the kernel takes, newest first (-EINVAL: an older kernel):
+    // - deferred task work (6.1+): completions are produced when this thread enters the kernel
+    //   to wait, not by interrupting the loop while it works;
+    // - single issuer and cooperative task running (6.0+);
+    // - neither.
+    constexpr std::uint32_t setups[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int rc = -EINVAL;
+    for (const std::uint32_t setup : setups) {
+        io_uring_params params{};
+        params.flags = IORING_SETUP_CQSIZE | setup;
         params.cq_entries = _config.io_uring_entries * 4;
         rc = io_uring_queue_init_params(_config.io_uring_entries, &_ring, &params);
-    }
-    if (rc == -EINVAL) {
-        // Older kernels: no single-issuer or cooperative task running.
-        params = io_uring_params{};
-        params.flags = IORING_SETUP_CQSIZE;
-        params.cq_entries = _config.io_uring_entries * 4;
-        rc = io_uring_queue_init_params(_config.io_uring_entries, &_ring, &params);
+        if (rc != -EINVAL) {
+            break;
+        }
     }
     if (rc < 0) {
         return fail(errno_error(-rc));
