@@ -496,24 +496,17 @@ void peer_protocol::send_acks(engine::shard_context& shard, conn_state& st) noex
 void peer_protocol::on_timer(engine::shard_context& shard, engine::timer_id id,
                              std::uint64_t arg) noexcept {
     (void)id;
-    if (arg == timer_ack) {
-        _ack_timer_armed = false;
-        bool waiting = false;
-        for (conn_state& st : _conns) {
-            if (st.used && !st.acks.empty()) {
-                send_acks(shard, st);
-                waiting = waiting || !st.acks.empty();
-            }
-        }
-        if (waiting && shard.add_timer(ack_delay_ns, 0, *this, timer_ack)) {
-            _ack_timer_armed = true;
-        }
-        return;
-    }
+    // Acks go out on either timer; the ack timer runs again while some still wait.
+    bool waiting = false;
     for (conn_state& st : _conns) {
         if (st.used && !st.acks.empty()) {
             send_acks(shard, st);
+            waiting = waiting || !st.acks.empty();
         }
+    }
+    if (arg == timer_ack) {
+        _ack_timer_armed = waiting && shard.add_timer(ack_delay_ns, 0, *this, timer_ack);
+        return;
     }
     ++_ticks;
     const bool watermark = (_ticks % ticks_per_watermark) == 0;
