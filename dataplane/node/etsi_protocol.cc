@@ -141,8 +141,8 @@ engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
     // Straight into the engine's output when the largest answer fits there (the engine wipes
     // it once TLS took it); else into the scratch buffer, copied and wiped below.
     const bool in_place = out.available() >= _scratch_bytes;
-    const std::span<char> scratch =
-        in_place ? out.free_space().first(_scratch_bytes) : std::span<char>(_scratch.get(), _scratch_bytes);
+    const std::span<char> scratch = in_place ? out.free_space().first(_scratch_bytes)
+                                             : std::span<char>(_scratch.get(), _scratch_bytes);
     const std::uint32_t slot = ctx.id().slot;
     if (slot >= _waits.size()) {
         _waits.resize(slot + 1); // once per slot index

@@ -117,8 +117,8 @@ public:
                                        std::span<std::byte> bytes_out) noexcept;
 
     // All or nothing: the keys ids reserved by master for caller, packed into bytes_out, each
-    // size into sizes_out. Durable before it returns (or as reserve). Errors (etsi014::errc): not_found,
-    // unauthorized, buffer_too_small, unavailable.
+    // size into sizes_out. Durable before it returns (or as reserve). Errors (etsi014::errc):
+    // not_found, unauthorized, buffer_too_small, unavailable.
     [[nodiscard]] result<void> deliver(std::uint64_t now_ns, sae_id master, sae_id caller,
                                        std::span<const etsi014::key_id> ids,
                                        std::span<std::byte> bytes_out,

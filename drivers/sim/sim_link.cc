@@ -280,8 +280,8 @@ void sim_link::fill_blocks(std::uint64_t first, std::size_t count,
         const int ok = EVP_EncryptUpdate(_cipher, stream.data(), &written, stream.data(), bytes);
         KEYRAIL_ASSERT(ok == 1 && written == bytes, "AES-ECB wrote %d of %d", written, bytes);
         for (std::size_t i = 0; i < n; ++i) {
-            std::memcpy(out.data() + (done + i) * _block_bytes, stream.data() + i * lanes * lane_bytes,
-                        _block_bytes);
+            std::memcpy(out.data() + (done + i) * _block_bytes,
+                        stream.data() + i * lanes * lane_bytes, _block_bytes);
         }
         done += n;
     }
