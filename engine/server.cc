@@ -175,6 +175,12 @@ result<std::unique_ptr<server>> server::create(server_config config) noexcept {
     for (std::size_t li = 0; li < listener_count; ++li) {
         const listener_config& l = s->_config.listeners[li];
         std::uint16_t port = l.port;
+        if (l.only_shard && *l.only_shard >= s->_shard_count) {
+            KEYRAIL_LOG(error, "engine", "listener %s:%u: shard %zu of %zu", l.address.c_str(),
+                        l.port, *l.only_shard, s->_shard_count);
+            close_all();
+            return fail(errc::bad_config);
+        }
         if (RAND_bytes(ticket_keys.data(), static_cast<int>(ticket_keys.size())) != 1) {
             close_all();
             return fail(errc::tls_config);
@@ -187,6 +193,10 @@ result<std::unique_ptr<server>> server::create(server_config config) noexcept {
                 return fail(ctx.error());
             }
             contexts[shard_index].push_back(std::move(*ctx));
+            if (l.only_shard && *l.only_shard != shard_index) {
+                fds[shard_index].push_back(-1); // this shard does not listen here
+                continue;
+            }
             // Port 0: the first shard's socket picks the port, the others join its group.
             auto fd = listen_socket(l.address, port, s->_config.listen_backlog);
             if (!fd) {
@@ -209,7 +219,7 @@ result<std::unique_ptr<server>> server::create(server_config config) noexcept {
         }
         s->_ports.push_back(port);
         KEYRAIL_LOG(info, "engine", "listening on %s:%u with %zu shards", l.address.c_str(), port,
-                    s->_shard_count);
+                    l.only_shard ? std::size_t{1} : s->_shard_count);
     }
     secure_wipe(ticket_keys.data(), ticket_keys.size());
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +27,10 @@ struct listener_config {
     std::string address = "127.0.0.1"; // IPv4 or IPv6 literal
     std::uint16_t port = 0;            // 0: an ephemeral port, read back with server::port()
     tls_config tls;
+    // Set: only this shard listens (and accepts) on the port; the others never see its
+    // connections (a protocol whose state lives on one shard, like keyraild's peer API).
+    // Unset: every shard listens with SO_REUSEPORT and the kernel spreads the connections.
+    std::optional<std::size_t> only_shard;
     // Called once per shard, on the shard's thread, at start.
     std::function<std::unique_ptr<protocol>(std::size_t shard_index)> make_protocol;
 };

@@ -236,9 +236,12 @@ result<void> shard::start() noexcept {
         _hooks->on_start(*this);
     }
     arm_doorbell();
-    _listeners_open = _listen_fds.size();
+    _listeners_open = 0;
     for (std::size_t i = 0; i < _listen_fds.size(); ++i) {
-        arm_accept(i);
+        if (_listen_fds[i] >= 0) { // -1: another shard alone listens there
+            ++_listeners_open;
+            arm_accept(i);
+        }
     }
     for (std::size_t i = 0; i < _outbound.size(); ++i) {
         start_connect(i);

@@ -17,7 +17,8 @@ enum class errc : int {
     too_many_slaves,    // 400: more additional_slave_SAE_IDs than max_SAE_ID_count
     buffer_too_small,   // the response does not fit the output buffer (a sizing bug)
     reservations_full,  // 503: every reservation slot holds a key no slave fetched yet
-    pending,            // dec_keys: not here yet (the peer's Reserve is on its way); ask again
+    pending,            // not here yet (the peer's Reserve, or the answer of another shard,
+                        // is on its way): ask again
     link_unconfirmed,   // 503: the key link to the slave's KME never passed key confirmation
 };
 

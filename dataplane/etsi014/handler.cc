@@ -196,6 +196,9 @@ private:
         }
         auto st = _service.status(_caller, slave);
         if (!st) {
+            if (st.error() == errc::pending) {
+                return retry();
+            }
             return service_error(st.error());
         }
         _body.raw("{\"source_KME_ID\":");
@@ -458,10 +461,16 @@ private:
         auto r = _service.enc_keys(er, ids, keys);
         if (!r) {
             secure_wipe(keys);
+            if (r.error() == errc::pending) {
+                return retry();
+            }
             if (r.error() == make_error_code(errc::exhausted)) {
                 // Quote fresh numbers so the client can pace itself.
                 auto now = _service.status(_caller, slave);
                 if (!now) {
+                    if (now.error() == errc::pending) {
+                        return retry();
+                    }
                     return service_error(now.error()); // no counts to quote
                 }
                 return exhausted(kr.number, now->stored_key_count, now->key_rate_per_s);
@@ -639,9 +648,7 @@ private:
         if (!r) {
             secure_wipe(keys);
             if (r.error() == errc::pending) {
-                handle_result later;
-                later.retry = true;
-                return later;
+                return retry();
             }
             return service_error(r.error());
         }
@@ -658,6 +665,13 @@ private:
     }
 
     // --- shared -------------------------------------------------------------------------
+
+    // The service answers later (errc::pending): nothing is written, ask again.
+    static handle_result retry() noexcept {
+        handle_result later;
+        later.retry = true;
+        return later;
+    }
 
     json::parse_outcome parse_json() noexcept {
         json::limits lim;
@@ -741,7 +755,7 @@ private:
         case errc::link_unconfirmed:
             return error(503, "the key link to the slave SAE's KME is not confirmed: wrong "
                               "link secret, or the peer KME was never reached");
-        case errc::pending: // only dec_keys may answer it, and it never gets here
+        case errc::pending: // answered by retry() before it gets here
         case errc::unavailable:
             break;
         }

@@ -72,9 +72,11 @@ inline constexpr std::size_t response_bytes_min = 4096;
 struct handle_result {
     int http_status = 0;
     std::size_t response_bytes = 0; // the complete HTTP response at the start of out
-    // dec_keys only: the service answered errc::pending (keys whose peer notice has not
-    // arrived). Nothing was written; the caller waits and asks again, and once its wait is
-    // over tells the service not to answer pending any more (the standard 400 follows).
+    // The service answered errc::pending: nothing was written; the caller asks again later.
+    // From dec_keys: keys whose peer notice has not arrived; the caller waits, and once its
+    // wait is over tells the service not to answer pending any more (the standard 400
+    // follows). From any call: the service's answer is on its way (a node's call forwarded to
+    // another shard); the caller asks again when the service says so.
     bool retry = false;
 };
 

@@ -4,6 +4,9 @@
 // (dataplane/etsi014/fake_key_service.h). SAE IDs passed in are already validated
 // (sae_id.h); the caller's ID always comes from its TLS certificate.
 // Lives on: each shard (one instance per shard, called only from that shard's thread).
+// Any call but limits() may answer errc::pending: the answer is on its way (the node forwards
+// key calls to the shard that owns the keys); the handler then writes nothing and the caller
+// handles the request again later, when the service makes the same calls in the same order.
 #include <cstddef>
 #include <cstdint>
 #include <span>

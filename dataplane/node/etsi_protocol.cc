@@ -1,6 +1,7 @@
 #include "dataplane/node/etsi_protocol.h"
 
 #include "dataplane/node/identity.h"
+#include "engine/assert.h"
 #include "engine/http/response.h"
 #include "engine/log.h"
 #include "engine/secure.h"
@@ -45,6 +46,7 @@ void etsi_protocol::end_wait(engine::shard_context& shard, wait_state& w) noexce
 
 void etsi_protocol::on_close(engine::connection_context& ctx) noexcept {
     const std::uint32_t slot = ctx.id().slot;
+    _service->on_close(slot);
     if (slot < _waits.size()) {
         end_wait(ctx.shard(), _waits[slot]);
         const std::uint32_t token = _waits[slot].token; // a late timer must not match a new wait
@@ -149,8 +151,13 @@ engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
     }
     wait_state& w = _waits[slot];
     const bool may_wait = _runtime != nullptr && _cfg.dec_keys_wait_ms > 0 && !w.expired;
-    _service->begin_request(ctx.shard(), may_wait);
+    _service->begin_request(ctx.shard(), ctx.id(), may_wait);
     etsi014::handle_result r = etsi014::handle(_request, caller, *_service, _workspace, scratch);
+    if (r.retry && _service->forward_in_flight()) {
+        // A key call went to the key shard: its answer wakes the connection, and the request
+        // is handled again (a dec_keys wait, if any, keeps its deadline meanwhile).
+        return {0, engine::after_flush::park};
+    }
     if (r.retry) {
         if (!w.waiting) {
             w.waiting = true;
@@ -170,10 +177,16 @@ engine::handler_result etsi_protocol::on_data(engine::connection_context& ctx,
         if (!w.expired) {
             return {0, engine::after_flush::park}; // offered again on the wake
         }
-        _service->begin_request(ctx.shard(), false);
+        _service->begin_request(ctx.shard(), ctx.id(), false);
         r = etsi014::handle(_request, caller, *_service, _workspace, scratch);
+        if (r.retry) {
+            // Only a forwarded call answers pending once the wait is over: it is away.
+            KEYRAIL_ASSERT(_service->forward_in_flight(), "dec_keys pending after its wait");
+            return {0, engine::after_flush::park};
+        }
     }
     end_wait(ctx.shard(), w);
+    _service->end_request();
     if (in_place) {
         out.commit(r.response_bytes);
     } else {

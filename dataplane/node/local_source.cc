@@ -67,7 +67,7 @@ local_source::~local_source() {
     secure_wipe(_batch.data(), _batch.size());
 }
 
-bool local_source::append_held_locked() noexcept {
+bool local_source::append_held() noexcept {
     const std::size_t block_bytes = _stream.block_bytes();
     const std::uint64_t ingested = _stream.status().ingested;
     if (ingested != _held_first) {
@@ -123,14 +123,14 @@ bool local_source::append_held_locked() noexcept {
     return false;
 }
 
-bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noexcept {
+bool local_source::pump_some(std::uint64_t now_ns, std::size_t blocks_max) noexcept {
     std::size_t appended_blocks = 0;
     while (!_halted && appended_blocks < blocks_max) {
         if (_held_blocks > 0) {
             // A batch the store refused earlier goes first, at the sequence numbers the device
             // gave it.
             const std::size_t held = _held_blocks;
-            if (!append_held_locked()) {
+            if (!append_held()) {
                 return false;
             }
             appended_blocks += held;
@@ -176,7 +176,7 @@ bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noe
                        static_cast<unsigned long long>(want));
         _held_first = first;
         _held_blocks = got;
-        if (!append_held_locked()) {
+        if (!append_held()) {
             return false;
         }
         appended_blocks += got;
@@ -187,7 +187,7 @@ bool local_source::pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noe
     return !_halted;
 }
 
-result<void> local_source::commit_locked() noexcept {
+result<void> local_source::commit_now() noexcept {
     if (!_stream.has_pending()) {
         _commit_due = false; // everything is durable already
         return {};
@@ -202,16 +202,14 @@ result<void> local_source::commit_locked() noexcept {
 }
 
 source_counts local_source::counts(std::uint64_t now_ns) noexcept {
-    const std::lock_guard guard(_lock);
     // Status is rare and its counts must be exact: take what the device has now.
-    (void)pump_locked(now_ns, pump_request_blocks_max);
+    (void)pump_some(now_ns, pump_request_blocks_max);
     return {_stream.status().owned_available_blocks, _stream.block_bytes()};
 }
 
 result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& args,
                                    std::span<etsi014::key_id> ids_out,
                                    std::span<std::byte> bytes_out) noexcept {
-    const std::lock_guard guard(_lock);
     auto per_key = blocks_for_key(args.key_bits, _stream.block_bytes());
     if (!per_key) {
         return fail(etsi014::errc::size_unsupported);
@@ -228,10 +226,10 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
     bool from_grants = false;
     if (needed > _stream.status().owned_available_blocks) {
         // The pump timer fell behind (or the device is slow): take what has arrived by now.
-        (void)pump_locked(now_ns, pump_request_blocks_max);
+        (void)pump_some(now_ns, pump_request_blocks_max);
         if (needed > _stream.status().owned_available_blocks) {
             // The peer may have lent us part of its share (rebalancing).
-            if (needed > granted_blocks_locked()) {
+            if (needed > granted_blocks()) {
                 return fail(etsi014::errc::exhausted);
             }
             from_grants = true;
@@ -247,7 +245,7 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
     std::error_code failure;
     std::uint32_t done = 0;
     if (from_grants) {
-        if (auto g = reserve_granted_locked(args, ids_out, bytes_out, done); !g) {
+        if (auto g = reserve_granted(args, ids_out, bytes_out, done); !g) {
             failure = g.error();
         }
     }
@@ -260,16 +258,16 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
         ids_out[done] = to_etsi(r->id);
     }
     if (failure == dataplane::errc::lease_exhausted &&
-        std::uint64_t{args.number - done} * *per_key <= granted_blocks_locked()) {
+        std::uint64_t{args.number - done} * *per_key <= granted_blocks()) {
         // The rest of this node's share lies beyond what the peer has ingested: the rest of
         // the request comes from what the peer lent us.
         failure.clear();
-        if (auto g = reserve_granted_locked(args, ids_out, bytes_out, done); !g) {
+        if (auto g = reserve_granted(args, ids_out, bytes_out, done); !g) {
             failure = g.error();
         }
     }
     if (!failure) {
-        if (auto c = commit_or_defer_locked(); !c) {
+        if (auto c = commit_or_defer(); !c) {
             failure = c.error();
         } else {
             const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
@@ -278,13 +276,13 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
                 tell_peer = tell_peer || sae_at_peer(slave);
             }
             for (std::uint32_t i = 0; i < args.number; ++i) {
-                expiry_push_locked(deadline_ns, to_store(ids_out[i]));
+                expiry_push(deadline_ns, to_store(ids_out[i]));
                 if (tell_peer) {
                     _outbox.push_back(to_store(ids_out[i]));
                 }
             }
             if (_outbox.size() > _options.reservations_max) {
-                prune_outbox_locked(); // the link is down: drop what expired meanwhile
+                prune_outbox(); // the link is down: drop what expired meanwhile
             }
             return {};
         }
@@ -294,7 +292,7 @@ result<void> local_source::reserve(std::uint64_t now_ns, const reserve_args& arg
     for (std::uint32_t i = 0; i < done; ++i) {
         (void)_stream.expire_key(to_store(ids_out[i]));
     }
-    (void)commit_locked();
+    (void)commit_now();
     if (failure == dataplane::errc::lease_exhausted || failure == dataplane::errc::block_unavailable) {
         // Exhaustion is the client's 503, not a fault: no warning per request.
         KEYRAIL_LOG(debug, "node", "enc_keys of %u keys: %u reserved, then %s", args.number,
@@ -311,7 +309,6 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
                                    std::span<std::byte> bytes_out,
                                    std::span<std::uint32_t> sizes_out) noexcept {
     (void)now_ns; // delivery needs no new blocks; expiry runs on its timer
-    const std::lock_guard guard(_lock);
     KEYRAIL_ASSERT(sizes_out.size() >= ids.size(), "%zu sizes for %zu ids", sizes_out.size(),
                    ids.size());
     // Check every key before delivering any, so a request either gets all its keys or
@@ -331,7 +328,7 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
         if (slave == view->slave_count) {
             return fail(etsi014::errc::unauthorized);
         }
-        if (((view->delivered_mask >> slave) & 1u) != 0 || delivered_to_locked(id, slave)) {
+        if (((view->delivered_mask >> slave) & 1u) != 0 || delivered_to(id, slave)) {
             return fail(etsi014::errc::not_found);
         }
         if (!_stream.key_ready(id)) {
@@ -362,30 +359,30 @@ result<void> local_source::deliver(std::uint64_t now_ns, sae_id master, sae_id c
                         "of the request were consumed",
                         i + 1, ids.size(), d.error().message().c_str(), i);
             secure_wipe(bytes_out.first(offset));
-            (void)commit_locked();
+            (void)commit_now();
             return fail(to_etsi_error(d.error()));
         }
         if (!_stream.find_key(id)) {
             // Every slave has it now (some perhaps before a restart): forget it.
-            delivered_erase_locked(id);
+            delivered_erase(id);
         } else if (view) {
             std::uint32_t slave = 0;
             while (slave < view->slave_count && !(view->slaves[slave] == caller)) {
                 ++slave;
             }
-            delivered_mark_locked(id, slave, view->slave_count);
+            delivered_mark(id, slave, view->slave_count);
         }
         sizes_out[i] = d->key_bytes;
         offset += d->key_bytes;
     }
-    if (auto c = commit_or_defer_locked(); !c) {
+    if (auto c = commit_or_defer(); !c) {
         secure_wipe(bytes_out.first(offset));
         return fail(etsi014::errc::unavailable);
     }
     return {};
 }
 
-std::size_t local_source::delivered_find_locked(const dataplane::key_id& id) const noexcept {
+std::size_t local_source::delivered_find(const dataplane::key_id& id) const noexcept {
     // Key IDs are random (UUIDv4 from RAND_bytes): their first bytes are a good hash.
     std::uint64_t h = 0;
     std::memcpy(&h, id.bytes.data(), sizeof h);
@@ -397,20 +394,20 @@ std::size_t local_source::delivered_find_locked(const dataplane::key_id& id) con
     }
 }
 
-bool local_source::delivered_to_locked(const dataplane::key_id& id,
+bool local_source::delivered_to(const dataplane::key_id& id,
                                        std::uint32_t slave_index) const noexcept {
     if (_delivered_count == 0) {
         return false; // the common case: no multicast key half-delivered
     }
-    const delivered_entry& e = _delivered[delivered_find_locked(id)];
+    const delivered_entry& e = _delivered[delivered_find(id)];
     return e.used && ((e.mask >> slave_index) & 1u) != 0;
 }
 
-void local_source::delivered_mark_locked(const dataplane::key_id& id, std::uint32_t slave_index,
+void local_source::delivered_mark(const dataplane::key_id& id, std::uint32_t slave_index,
                                          std::uint32_t slave_count) noexcept {
     KEYRAIL_ASSERT(slave_count <= slaves_max, "%u slaves", slave_count);
     KEYRAIL_ASSERT(slave_index < slave_count, "slave %u of %u", slave_index, slave_count);
-    delivered_entry& e = _delivered[delivered_find_locked(id)];
+    delivered_entry& e = _delivered[delivered_find(id)];
     if (!e.used) {
         e = {id, 0, true};
         ++_delivered_count;
@@ -418,12 +415,12 @@ void local_source::delivered_mark_locked(const dataplane::key_id& id, std::uint3
     e.mask = static_cast<std::uint8_t>(e.mask | (1u << slave_index));
 }
 
-void local_source::delivered_erase_locked(const dataplane::key_id& id) noexcept {
+void local_source::delivered_erase(const dataplane::key_id& id) noexcept {
     if (_delivered_count == 0) {
         return;
     }
     const std::size_t mask = _delivered.size() - 1;
-    std::size_t hole = delivered_find_locked(id);
+    std::size_t hole = delivered_find(id);
     if (!_delivered[hole].used) {
         return;
     }
@@ -444,35 +441,32 @@ void local_source::delivered_erase_locked(const dataplane::key_id& id) noexcept 
 }
 
 result<void> local_source::commit() noexcept {
-    const std::lock_guard guard(_lock);
-    return commit_locked();
+    return commit_now();
 }
 
-result<void> local_source::commit_or_defer_locked() noexcept {
+result<void> local_source::commit_or_defer() noexcept {
     if (_options.commit_at_barrier) {
         _commit_due = true;
         return {};
     }
-    return commit_locked();
+    return commit_now();
 }
 
 result<void> local_source::commit_due() noexcept {
-    const std::lock_guard guard(_lock);
     if (!_commit_due) {
         return {};
     }
-    return commit_locked(); // on failure still due: the next barrier tries again
+    return commit_now(); // on failure still due: the next barrier tries again
 }
 
 bool local_source::pump(std::uint64_t now_ns, std::size_t blocks_max) noexcept {
-    const std::lock_guard guard(_lock);
-    return pump_locked(now_ns, blocks_max);
+    return pump_some(now_ns, blocks_max);
 }
 
-void local_source::expiry_push_locked(std::uint64_t deadline_ns,
+void local_source::expiry_push(std::uint64_t deadline_ns,
                                       const dataplane::key_id& id) noexcept {
     if (_expiry_count == _expiry.size()) {
-        expiry_compact_locked();
+        expiry_compact();
     }
     // Every live entry names a reservation of the store, which holds at most
     // reservations_max of them including this new one, so compaction leaves room, unless a
@@ -480,7 +474,7 @@ void local_source::expiry_push_locked(std::uint64_t deadline_ns,
     // the oldest entry goes: its key (if it is still there) expires now, not later.
     if (_expiry_count == _expiry.size()) {
         const dataplane::key_id oldest = _expiry[_expiry_head].id;
-        delivered_erase_locked(oldest);
+        delivered_erase(oldest);
         if (_stream.expire_key(oldest) && shared() && _voids.size() < _options.reservations_max) {
             _voids.push_back(oldest);
         }
@@ -491,7 +485,7 @@ void local_source::expiry_push_locked(std::uint64_t deadline_ns,
     ++_expiry_count;
 }
 
-void local_source::expiry_compact_locked() noexcept {
+void local_source::expiry_compact() noexcept {
     // Drops the entries of keys already delivered, keeping the order (and so the deadlines
     // sorted). Runs when the queue is full: at most once per reservations_max reservations.
     const std::size_t size = _expiry.size();
@@ -502,14 +496,13 @@ void local_source::expiry_compact_locked() noexcept {
             _expiry[(_expiry_head + kept) % size] = e;
             ++kept;
         } else {
-            delivered_erase_locked(e.id); // gone from the store: its delivery record too
+            delivered_erase(e.id); // gone from the store: its delivery record too
         }
     }
     _expiry_count = kept;
 }
 
 bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexcept {
-    const std::lock_guard guard(_lock);
     std::size_t expired = 0;
     std::size_t looked = 0;
     while (_expiry_count > 0 && looked < keys_max) {
@@ -525,7 +518,7 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
             _stream.prefetch_key(_expiry[ahead].id);
         }
         // unknown_key: delivered in time (or voided otherwise); nothing to do.
-        delivered_erase_locked(e.id);
+        delivered_erase(e.id);
         if (_stream.expire_key(e.id)) {
             ++expired;
             if (shared() && _voids.size() < _options.reservations_max) {
@@ -538,7 +531,7 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
     }
     // Also commits what acks staged on an idle node (their blocks are wiped by the commit).
     if (expired > 0 || _stream.has_pending()) {
-        if (auto c = commit_locked(); c && expired > 0) {
+        if (auto c = commit_now(); c && expired > 0) {
             _expired_total += expired;
             KEYRAIL_LOG(debug, "node", "local source: %zu reserved keys expired unfetched",
                         expired);
@@ -549,12 +542,10 @@ bool local_source::expire_due(std::uint64_t now_ns, std::size_t keys_max) noexce
 }
 
 std::size_t local_source::expiry_queued() noexcept {
-    const std::lock_guard guard(_lock);
     return _expiry_count;
 }
 
 std::uint64_t local_source::expired_total() noexcept {
-    const std::lock_guard guard(_lock);
     return _expired_total;
 }
 

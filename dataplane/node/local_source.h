@@ -6,11 +6,9 @@
 // peer (outbox, in flight until acked), applies the peer's reservations, voids and grants
 // (local_source_peer.cc; dataplane/node/README.md, "Two nodes").
 //
-// Lives on: shared by every shard, behind one mutex. This is a deliberate, temporary exception
-// to STYLE.md's "no mutex on the data plane": a store stream may only be touched by one thread
-// at a time, the engine cannot park a connection while another shard answers a message, and
-// a slave's dec_keys may land on any shard. See dataplane/node/README.md for the way out
-// (a shard-safe read path in the store, or deferred responses in the engine).
+// Lives on: the key shard (node_runtime::key_shard), with no lock: its timers, the peer
+// connections of its link and the group commit run there, and other shards forward their
+// key calls (key_forward.h). Before the shards start, the main thread sets it up (recover).
 //
 // Timers (dataplane/node/node_hooks.h, on shard 0): pump() appends the blocks the source
 // produced, in bounded batches every few milliseconds, so enc_keys does not pay for ingest;
@@ -22,7 +20,6 @@
 #include <deque>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -37,7 +34,7 @@
 namespace keyrail::dataplane::node {
 
 // A device that produces key blocks over time (drivers/sim's sim_link behind an adapter, so
-// dataplane does not depend on drivers). Lives on: its local_source's lock.
+// dataplane does not depend on drivers). Lives on: its local_source's shard.
 class block_source {
 public:
     virtual ~block_source() = default;
@@ -127,8 +124,7 @@ public:
     // Makes every staged change durable (drain, shutdown).
     [[nodiscard]] result<void> commit() noexcept;
     // The output barrier's group commit: commits if a reserve or deliver left its commit to
-    // it (commit_at_barrier), else nothing. Returns only once that commit is done, whichever
-    // shard made it.
+    // it (commit_at_barrier), else nothing.
     [[nodiscard]] result<void> commit_due() noexcept;
 
     // Timer work, bounded per call. pump: appends at most blocks_max blocks that arrived by
@@ -137,7 +133,7 @@ public:
     bool pump(std::uint64_t now_ns, std::size_t blocks_max) noexcept;
     bool expire_due(std::uint64_t now_ns, std::size_t keys_max) noexcept;
 
-    // ---- A link stream's peer side (options.peer_node set); every call takes the lock. ----
+    // ---- A link stream's peer side (options.peer_node set). ----
     [[nodiscard]] bool shared() const noexcept { return !_options.peer_node.empty(); }
     [[nodiscard]] const std::string& peer_node() const noexcept { return _options.peer_node; }
     // Start-up, before any shard runs: every reservation recovered from the store expires
@@ -220,41 +216,40 @@ private:
     };
 
     // Returns true when it stopped at blocks_max with blocks left to append.
-    bool pump_locked(std::uint64_t now_ns, std::size_t blocks_max) noexcept;
+    bool pump_some(std::uint64_t now_ns, std::size_t blocks_max) noexcept;
     // Appends the held batch; false when the store took less than all of it.
-    bool append_held_locked() noexcept;
-    [[nodiscard]] std::size_t delivered_find_locked(const dataplane::key_id& id) const noexcept;
-    [[nodiscard]] bool delivered_to_locked(const dataplane::key_id& id,
+    bool append_held() noexcept;
+    [[nodiscard]] std::size_t delivered_find(const dataplane::key_id& id) const noexcept;
+    [[nodiscard]] bool delivered_to(const dataplane::key_id& id,
                                            std::uint32_t slave_index) const noexcept;
-    void delivered_mark_locked(const dataplane::key_id& id, std::uint32_t slave_index,
+    void delivered_mark(const dataplane::key_id& id, std::uint32_t slave_index,
                                std::uint32_t slave_count) noexcept;
-    void delivered_erase_locked(const dataplane::key_id& id) noexcept;
-    [[nodiscard]] result<void> commit_locked() noexcept;
-    [[nodiscard]] result<void> commit_or_defer_locked() noexcept;
-    void expiry_push_locked(std::uint64_t deadline_ns, const dataplane::key_id& id) noexcept;
-    void expiry_compact_locked() noexcept;
+    void delivered_erase(const dataplane::key_id& id) noexcept;
+    [[nodiscard]] result<void> commit_now() noexcept;
+    [[nodiscard]] result<void> commit_or_defer() noexcept;
+    void expiry_push(std::uint64_t deadline_ns, const dataplane::key_id& id) noexcept;
+    void expiry_compact() noexcept;
 
     static constexpr std::size_t pump_batch_blocks = 256;
     static constexpr std::size_t pump_request_blocks_max = std::size_t{1} << 20;
 
     // Picks blocks_needed available, ingested blocks from the grants into out (consumed grant
     // blocks leave _grants); false (nothing picked) when the grants cannot cover it.
-    [[nodiscard]] bool pick_granted_locked(std::uint32_t blocks_needed, std::span<seq_t> out) noexcept;
-    [[nodiscard]] std::uint64_t granted_blocks_locked() const noexcept;
-    [[nodiscard]] result<void> reserve_granted_locked(const reserve_args& args,
+    [[nodiscard]] bool pick_granted(std::uint32_t blocks_needed, std::span<seq_t> out) noexcept;
+    [[nodiscard]] std::uint64_t granted_blocks() const noexcept;
+    [[nodiscard]] result<void> reserve_granted(const reserve_args& args,
                                                       std::span<etsi014::key_id> ids_out,
                                                       std::span<std::byte> bytes_out,
                                                       std::uint32_t& done) noexcept;
     [[nodiscard]] bool sae_at_peer(sae_id id) const noexcept;
     [[nodiscard]] bool sae_here(sae_id id) const noexcept;
-    void serve_peer_slaves_locked(const dataplane::key_id& id) noexcept;
+    void serve_peer_slaves(const dataplane::key_id& id) noexcept;
 
     struct inflight_batch {
         std::uint64_t batch_id = 0;
         std::vector<dataplane::key_id> ids;
     };
 
-    mutable std::mutex _lock;
     stream& _stream;
     std::unique_ptr<block_source> _source;
     local_source_options _options;
@@ -300,7 +295,7 @@ private:
     std::uint64_t _last_grant_ns = 0;
     std::uint64_t _bad_grants = 0;
     std::size_t _inflight_keys = 0;
-    void prune_outbox_locked() noexcept;
+    void prune_outbox() noexcept;
     std::uint64_t _grants_taken_total = 0;
 };
 

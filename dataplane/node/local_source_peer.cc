@@ -75,7 +75,6 @@ bool local_source::sae_here(sae_id id) const noexcept {
 }
 
 void local_source::recover(std::uint64_t now_ns) {
-    const std::lock_guard guard(_lock);
     std::vector<dataplane::key_id> ids;
     _stream.key_ids(ids);
     const std::uint64_t deadline_ns = now_ns + _options.key_expiry_ns;
@@ -87,7 +86,7 @@ void local_source::recover(std::uint64_t now_ns) {
         }
         // The store keeps no reservation time: a recovered key gets a full expiry from now,
         // so it is late at most by the downtime plus one expiry, never kept for ever.
-        expiry_push_locked(deadline_ns, id);
+        expiry_push(deadline_ns, id);
         if (!shared()) {
             continue;
         }
@@ -114,7 +113,6 @@ void local_source::recover(std::uint64_t now_ns) {
 }
 
 std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) {
-    const std::lock_guard guard(_lock);
     out.keys.clear();
     out.runs.clear();
     out.slaves.clear();
@@ -125,7 +123,7 @@ std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) 
     if (_commit_due) {
         // A reservation is told to the peer only once it is durable here (another shard's
         // barrier may not have run yet).
-        if (auto c = commit_locked(); !c) {
+        if (auto c = commit_now(); !c) {
             return 0;
         }
     }
@@ -194,7 +192,6 @@ std::size_t local_source::take_notices(std::size_t keys_max, notice_batch& out) 
 }
 
 void local_source::requeue(std::uint64_t batch_id) noexcept {
-    const std::lock_guard guard(_lock);
     for (auto it = _inflight.begin(); it != _inflight.end(); ++it) {
         if (it->batch_id == batch_id) {
             _outbox.insert(_outbox.begin(), it->ids.begin(), it->ids.end()); // oldest first
@@ -206,28 +203,25 @@ void local_source::requeue(std::uint64_t batch_id) noexcept {
 }
 
 void local_source::requeue_all() noexcept {
-    const std::lock_guard guard(_lock);
     for (auto b = _inflight.rbegin(); b != _inflight.rend(); ++b) {
         _outbox.insert(_outbox.begin(), b->ids.begin(), b->ids.end()); // sent first, told first
     }
     _inflight.clear();
     _inflight_keys = 0;
     if (_outbox.size() > _options.reservations_max) {
-        prune_outbox_locked();
+        prune_outbox();
     }
 }
 
 bool local_source::has_outbound() noexcept {
-    const std::lock_guard guard(_lock);
     return !_outbox.empty() || !_voids.empty();
 }
 
 stream_status local_source::stream_state() noexcept {
-    const std::lock_guard guard(_lock);
     return _stream.status();
 }
 
-void local_source::serve_peer_slaves_locked(const dataplane::key_id& id) noexcept {
+void local_source::serve_peer_slaves(const dataplane::key_id& id) noexcept {
     auto view = _stream.find_key(id);
     if (!view) {
         return;
@@ -239,13 +233,12 @@ void local_source::serve_peer_slaves_locked(const dataplane::key_id& id) noexcep
         }
     }
     if (!_stream.find_key(id)) {
-        delivered_erase_locked(id); // every slave has it: forget the local deliveries too
+        delivered_erase(id); // every slave has it: forget the local deliveries too
     }
 }
 
 void local_source::on_ack(std::uint64_t first, std::uint64_t last,
                           std::span<const proto::key_ack_in> exceptions) noexcept {
-    const std::lock_guard guard(_lock);
     std::size_t refused = 0;
     for (auto it = _inflight.begin(); it != _inflight.end();) {
         if (it->batch_id < first || it->batch_id > last) {
@@ -262,14 +255,14 @@ void local_source::on_ack(std::uint64_t first, std::uint64_t last,
             }
             if (status == proto::fb::ReserveStatus::ok ||
                 status == proto::fb::ReserveStatus::duplicate) {
-                serve_peer_slaves_locked(id);
+                serve_peer_slaves(id);
             } else if (status == proto::fb::ReserveStatus::conflict) {
                 // Its blocks are taken at the peer: after a lost ack this is a key the peer
                 // already served (or expired). Either way no slave there gets it from us now.
-                serve_peer_slaves_locked(id);
+                serve_peer_slaves(id);
                 ++refused;
             } else {
-                delivered_erase_locked(id);
+                delivered_erase(id);
                 (void)_stream.expire_key(id);
                 ++refused;
             }
@@ -288,7 +281,6 @@ void local_source::on_ack(std::uint64_t first, std::uint64_t last,
 }
 
 std::size_t local_source::take_voids(std::size_t max, std::vector<proto::key_id_bytes>& out) {
-    const std::lock_guard guard(_lock);
     out.clear();
     const std::size_t take = std::min(max, _voids.size());
     for (std::size_t i = 0; i < take; ++i) {
@@ -299,14 +291,12 @@ std::size_t local_source::take_voids(std::size_t max, std::vector<proto::key_id_
 }
 
 std::uint64_t local_source::durable_through() noexcept {
-    const std::lock_guard guard(_lock);
     return _stream.commits_done();
 }
 
 local_source::applied_batch local_source::apply_reserve(std::uint64_t now_ns,
                                                         const proto::fb::Reserve& batch,
                                                         std::vector<proto::key_ack_in>& exceptions) {
-    const std::lock_guard guard(_lock);
     exceptions.clear();
     KEYRAIL_ASSERT(_options.cfg != nullptr, "apply_reserve on a stream without settings");
     const settings& cfg = *_options.cfg;
@@ -367,12 +357,12 @@ local_source::applied_batch local_source::apply_reserve(std::uint64_t now_ns,
             refuse(st);
             continue;
         }
-        expiry_push_locked(deadline_ns, id);
+        expiry_push(deadline_ns, id);
         _peer_needs_end = std::max(_peer_needs_end, seqs.back() + 1);
         ++applied;
     }
     if (_peer_needs_end > _stream.status().ingested) {
-        (void)pump_locked(now_ns, pump_request_blocks_max); // the named blocks, for the slave
+        (void)pump_some(now_ns, pump_request_blocks_max); // the named blocks, for the slave
     }
     // No commit here: a slave's dec_keys commits these records with its delivery, and the
     // peer protocol's ack timer commits whatever no request did.
@@ -380,18 +370,17 @@ local_source::applied_batch local_source::apply_reserve(std::uint64_t now_ns,
 }
 
 void local_source::apply_void(const proto::fb::Void& v) noexcept {
-    const std::lock_guard guard(_lock);
     std::size_t dropped = 0;
     for (const proto::fb::KeyId* k : *v.key_ids()) {
         const dataplane::key_id id = from_wire(*k);
-        delivered_erase_locked(id);
+        delivered_erase(id);
         if (_stream.expire_key(id)) {
             ++dropped;
         }
     }
     if (dropped > 0) {
         KEYRAIL_LOG(debug, "node", "stream %u: peer voided %zu keys", _stream.id().value, dropped);
-        (void)commit_locked();
+        (void)commit_now();
     }
 }
 
@@ -400,7 +389,6 @@ void local_source::apply_void(const proto::fb::Void& v) noexcept {
 namespace keyrail::dataplane::node {
 
 void local_source::check_fresh(std::uint64_t peer_ingested_end) noexcept {
-    const std::lock_guard guard(_lock);
     if (_fresh != fresh_state::unchecked) {
         return;
     }
@@ -424,11 +412,11 @@ void local_source::check_fresh(std::uint64_t peer_ingested_end) noexcept {
                 static_cast<unsigned long long>(ours));
 }
 
-void local_source::prune_outbox_locked() noexcept {
+void local_source::prune_outbox() noexcept {
     std::erase_if(_outbox, [this](const dataplane::key_id& id) { return !_stream.find_key(id); });
 }
 
-std::uint64_t local_source::granted_blocks_locked() const noexcept {
+std::uint64_t local_source::granted_blocks() const noexcept {
     std::uint64_t n = 0;
     for (const proto::seq_run& r : _grants) {
         n += r.count;
@@ -437,13 +425,11 @@ std::uint64_t local_source::granted_blocks_locked() const noexcept {
 }
 
 std::uint64_t local_source::serving_blocks() noexcept {
-    const std::lock_guard guard(_lock);
-    return _stream.status().owned_available_blocks + granted_blocks_locked();
+    return _stream.status().owned_available_blocks + granted_blocks();
 }
 
 std::optional<lease> local_source::maybe_grant(std::uint64_t now_ns, std::uint64_t peer_serving,
                                                std::uint64_t low_water) noexcept {
-    const std::lock_guard guard(_lock);
     const std::uint64_t mine = _stream.status().owned_available_blocks;
     constexpr std::uint64_t grant_interval_ns = 1'000'000'000;
     if (peer_serving >= low_water || mine < 2 * std::max(peer_serving, low_water) ||
@@ -472,7 +458,6 @@ std::optional<lease> local_source::maybe_grant(std::uint64_t now_ns, std::uint64
 
 void local_source::add_grant(std::uint64_t first, std::uint64_t end,
                              std::uint32_t stride) noexcept {
-    const std::lock_guard guard(_lock);
     const ownership own = _stream.owner();
     if (stride != own.stride || own.owns(first) || first >= end) {
         // A peer bug, not an attack (the peer is authenticated): one line per 1000 of them.
@@ -496,7 +481,7 @@ void local_source::add_grant(std::uint64_t first, std::uint64_t end,
                        stride});
 }
 
-bool local_source::pick_granted_locked(std::uint32_t blocks_needed,
+bool local_source::pick_granted(std::uint32_t blocks_needed,
                                        std::span<seq_t> out) noexcept {
     const std::uint64_t ingested = _stream.status().ingested;
     std::uint32_t n = 0;
@@ -538,7 +523,7 @@ bool local_source::pick_granted_locked(std::uint32_t blocks_needed,
     return true;
 }
 
-result<void> local_source::reserve_granted_locked(const reserve_args& args,
+result<void> local_source::reserve_granted(const reserve_args& args,
                                                   std::span<etsi014::key_id> ids_out,
                                                   std::span<std::byte> bytes_out,
                                                   std::uint32_t& done) noexcept {
@@ -551,7 +536,7 @@ result<void> local_source::reserve_granted_locked(const reserve_args& args,
     seqs.resize(*per_key);
     const reserve_request req{args.key_bits, args.master, args.slaves};
     for (; done < args.number; ++done) {
-        if (!pick_granted_locked(*per_key, seqs)) {
+        if (!pick_granted(*per_key, seqs)) {
             return fail(dataplane::errc::block_unavailable);
         }
         // Not from the store's pool: the key ID is made here, UUIDv4 from the DRBG.

@@ -4,10 +4,12 @@
 // (bounded count) that voids reservations no slave fetched in time. When a bounded step leaves
 // work behind, a one-shot timer continues it on the next loop turn, so the timers keep up with
 // any load while no single turn does unbounded work. Every shard answers the node's shard
-// messages (node_runtime): flush a link's notices, wake parked dec_keys. On drain, shard 0
-// cancels its timers and makes the store durable (every connection of every shard is closed
-// by then, so nothing races the final commit).
-// Lives on: one instance per shard; only shard 0's arms timers.
+// messages (node_runtime): flush a link's notices, wake parked dec_keys, and the forwarded key
+// calls (key_forward.h): the key shard executes them and answers after its commit. On drain,
+// shard 0 cancels its timers and makes the store durable (every connection of every shard is
+// closed by then, so nothing races the final commit).
+// Lives on: one instance per shard; only shard 0's (the key shard's) has sources and arms
+// timers.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -50,6 +52,12 @@ public:
             slot.peer->flush_link(shard, static_cast<std::size_t>(message.handle));
         } else if (message.kind == node_runtime::msg_wake_dec && slot.etsi != nullptr) {
             slot.etsi->wake_waiters(shard);
+        } else if (message.kind == node_runtime::msg_forward && slot.service != nullptr &&
+                   shard.shard_index() == node_runtime::key_shard) {
+            slot.service->execute_forward(shard, message.from_shard,
+                                          static_cast<std::uint32_t>(message.handle));
+        } else if (message.kind == node_runtime::msg_forward_done && slot.service != nullptr) {
+            slot.service->on_forward_done(shard, static_cast<std::uint32_t>(message.handle));
         }
     }
 
@@ -64,6 +72,11 @@ public:
     void on_timer(engine::shard_context& shard, engine::timer_id id,
                   std::uint64_t arg) noexcept override {
         (void)id;
+        if (arg == arg_forward_retry) {
+            _forward_retry_armed = false;
+            post_forwards(shard);
+            return;
+        }
         if (_draining) {
             return;
         }
@@ -108,12 +121,19 @@ public:
 
     // The group commit of everything this turn's answers report (local_source
     // commit_at_barrier): every answer of the turn leaves after it, or not at all.
+    // Only the key shard has sources; it answers the calls other shards forwarded after the
+    // same commit, so theirs leave after it too.
     bool before_output(engine::shard_context& shard) noexcept override {
-        (void)shard;
         bool ok = true;
         for (local_source* s : _sources) {
             if (auto done = s->commit_due(); !done) {
                 ok = false; // logged by the source; the engine closes those connections
+            }
+        }
+        if (_runtime != nullptr && shard.shard_index() == node_runtime::key_shard) {
+            if (local_key_service* service = _runtime->slot(shard.shard_index()).service) {
+                service->settle_forwards(ok);
+                post_forwards(shard);
             }
         }
         return ok;
@@ -152,10 +172,20 @@ private:
         return true;
     }
 
+    // Posts the answers of forwarded calls; a full ring is retried in a millisecond (the
+    // calling shard drains it meanwhile).
+    void post_forwards(engine::shard_context& shard) noexcept {
+        local_key_service* service = _runtime->slot(shard.shard_index()).service;
+        if (service != nullptr && !service->post_forwards(shard) && !_forward_retry_armed) {
+            _forward_retry_armed = arm(shard, 1'000'000, 0, arg_forward_retry).has_value();
+        }
+    }
+
     static constexpr std::uint64_t arg_pump = 1;
     static constexpr std::uint64_t arg_pump_more = 2;
     static constexpr std::uint64_t arg_expiry = 3;
     static constexpr std::uint64_t arg_expiry_more = 4;
+    static constexpr std::uint64_t arg_forward_retry = 5;
 
     std::optional<engine::timer_id> arm(engine::shard_context& shard, std::uint64_t first_ns, std::uint64_t period_ns,
                     std::uint64_t arg) noexcept {
@@ -178,6 +208,7 @@ private:
     std::optional<engine::timer_id> _expiry;
     bool _pump_more_armed = false;
     bool _expiry_more_armed = false;
+    bool _forward_retry_armed = false;
     bool _draining = false;
 };
 

@@ -16,11 +16,13 @@
 namespace keyrail::dataplane::node {
 
 class etsi_protocol;
+class local_key_service;
 class peer_protocol;
 
 struct shard_slot {
     etsi_protocol* etsi = nullptr; // written once on the slot's shard
     peer_protocol* peer = nullptr;
+    local_key_service* service = nullptr; // the ETSI protocol's (forwarded key calls)
     std::atomic<std::uint32_t> dec_waiters{0}; // dec_keys parked on this shard
 };
 
@@ -29,6 +31,11 @@ public:
     // Shard message kinds (engine::shard_message::kind).
     static constexpr std::uint32_t msg_flush_link = 0x6b720001; // handle: link index
     static constexpr std::uint32_t msg_wake_dec = 0x6b720002;
+    static constexpr std::uint32_t msg_forward = 0x6b720003;      // handle: call index
+    static constexpr std::uint32_t msg_forward_done = 0x6b720004; // handle: call index
+    // The shard where every key source lives: their timers, the peer connections, the group
+    // commit, and every source call (other shards forward theirs, key_forward.h).
+    static constexpr std::size_t key_shard = 0;
 
     node_runtime(std::size_t shard_count, std::vector<peer_link*> links)
         : _slots(std::make_unique<shard_slot[]>(shard_count)), _shard_count(shard_count),

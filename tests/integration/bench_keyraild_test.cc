@@ -94,6 +94,37 @@ TEST_F(bench_keyraild_test, paired_bytes_match) {
     EXPECT_EQ(json_number(out, "key_mismatch"), 0) << out;
 }
 
+// Many connections on a four-shard node: most land off the key shard, so most key calls
+// are forwarded, concurrently, with pipelining; every slave's bytes still equal the master's.
+TEST(bench_keyraild_shards, paired_bytes_match_across_four_shards) {
+    node_fixture n;
+    node_options o;
+    o.rate_bps = 100'000'000;
+    o.shards = 4;
+    n.write_config(o);
+    n.start();
+    const std::string d = n.dir.string();
+    const std::string json = d + "/bench.json";
+    int rc = -1;
+    const std::string text = run_capture(
+        std::string(KEYRAIL_BENCH_PATH) + " --url https://127.0.0.1:" + std::to_string(n.port) +
+            " --ca " + shell_quote(d + "/ca.crt") + " --cert " + shell_quote(d + "/alice.crt") +
+            " --key " + shell_quote(d + "/alice.key") + " --slave-sae bob --no-progress --json " +
+            shell_quote(json) +
+            " --request paired --master-sae alice --slave-url https://127.0.0.1:" +
+            std::to_string(n.port) + " --slave-cert " + shell_quote(d + "/bob.crt") +
+            " --slave-key " + shell_quote(d + "/bob.key") +
+            " --number 3 --size 256 --connections 12 --pipeline 4 --requests 1500 2>&1",
+        &rc);
+    const std::string out = read_text(json) + "\n" + text;
+    EXPECT_EQ(rc, 0) << out;
+    EXPECT_EQ(json_number(out, "successes"), 1500) << out;
+    EXPECT_EQ(json_number(out, "errors"), 0) << out;
+    EXPECT_EQ(json_number(out, "key_mismatch"), 0) << out;
+    EXPECT_EQ(n.stop(SIGTERM), 0) << read_text(n.log);
+    n.expect_log_clean();
+}
+
 TEST_F(bench_keyraild_test, open_loop_latency_shows_a_sigstop_of_the_server) {
     int rc = -1;
     std::string out;

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -349,6 +350,44 @@ TEST_F(engine_server, many_connections_pipelined_across_two_shards) {
     // SO_REUSEPORT spreads 64 connections over both shards.
     EXPECT_GT(_server->shard_stats(0).handshakes, 0u);
     EXPECT_GT(_server->shard_stats(1).handshakes, 0u);
+}
+
+// A listener restricted to one shard: every connection lands there, while the other
+// listener still spreads over both shards.
+TEST_F(engine_server, a_listener_on_one_shard_takes_every_connection_there) {
+    auto c = config();
+    listener_config second;
+    second.address = "127.0.0.1";
+    second.tls = c.listeners.front().tls;
+    second.only_shard = 1;
+    second.make_protocol = [](std::size_t) { return std::make_unique<line_echo>(); };
+    c.listeners.push_back(std::move(second));
+    start(std::move(c));
+    const std::uint16_t only_port = _server->port(1);
+    std::set<std::string> spread;
+    for (int i = 0; i < 24; ++i) {
+        for (const std::uint16_t port : {only_port, _port}) {
+            test::tls_client client(client_with("client"));
+            ASSERT_TRUE(client.connect(port)) << client.error();
+            ASSERT_TRUE(client.write_all("shard\n"));
+            std::string line;
+            ASSERT_TRUE(client.read_line(line)) << client.error();
+            if (port == only_port) {
+                EXPECT_EQ(line, "1");
+            } else {
+                spread.insert(line);
+            }
+        }
+    }
+    EXPECT_EQ(spread.size(), 2u); // the control: 24 connections reach both shards
+
+    auto bad = config();
+    listener_config out_of_range;
+    out_of_range.tls = bad.listeners.front().tls;
+    out_of_range.only_shard = 2; // of 2 shards
+    out_of_range.make_protocol = [](std::size_t) { return std::make_unique<line_echo>(); };
+    bad.listeners.push_back(std::move(out_of_range));
+    EXPECT_FALSE(server::create(std::move(bad)).has_value());
 }
 
 TEST_F(engine_server, large_response_flows_through_small_buffers) {

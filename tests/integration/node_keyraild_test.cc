@@ -3,6 +3,7 @@
 #include <chrono>
 #include <regex>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -174,6 +175,51 @@ TEST_F(node_test, exhaustion_is_an_immediate_503_with_counts) {
     EXPECT_NE(r.body.find("781 keys/s"), std::string::npos) << r.body; // 200000 / 256
     // The node recovers: a small request still works.
     EXPECT_EQ(n.curl("alice", enc_bob + "?number=1").code, 200);
+}
+
+// Four shards: the keys live on shard 0 (the key shard); a request that lands on another
+// shard has its key calls forwarded there and back. Each curl is a fresh connection, which
+// SO_REUSEPORT puts on any shard; whichever answers, the slave gets the master's bytes once,
+// status counts are real and exhaustion is an immediate 503 with the counts.
+TEST_F(node_test, every_shard_serves_the_same_keys) {
+    node_options o;
+    o.shards = 4;
+    o.max_key_count = 200;
+    n.write_config(o);
+    n.start();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (int i = 0; i < 12; ++i) {
+        SCOPED_TRACE(i);
+        auto st = n.curl("alice", status_bob);
+        ASSERT_EQ(st.code, 200) << st.body;
+        EXPECT_GT(json_number(st.body, "stored_key_count"), 0u) << st.body;
+        auto enc = n.curl("alice", enc_bob + "?number=2&size=512");
+        ASSERT_EQ(enc.code, 200) << enc.body;
+        auto k = parse_keys(enc.body);
+        ASSERT_EQ(k.ids.size(), 2u) << enc.body;
+        // A configured SAE that is not the named slave: 401, no body, and the key stays.
+        auto carol = n.curl("carol", dec_alice + "?key_ID=" + k.ids[0]);
+        EXPECT_EQ(carol.code, 401);
+        EXPECT_TRUE(carol.body.empty()) << carol.body;
+        auto dec = n.post("bob", dec_alice,
+                          R"({"key_IDs":[{"key_ID":")" + k.ids[0] + R"("},{"key_ID":")" +
+                              k.ids[1] + R"("}]})");
+        ASSERT_EQ(dec.code, 200) << dec.body;
+        auto d = parse_keys(dec.body);
+        ASSERT_EQ(d.keys.size(), 2u);
+        EXPECT_EQ(d.ids, k.ids);
+        EXPECT_EQ(d.keys, k.keys); // byte for byte
+        auto again = n.curl("bob", dec_alice + "?key_ID=" + k.ids[1]);
+        EXPECT_EQ(again.code, 400);
+        EXPECT_EQ(again.body, R"({"message":"one or more keys specified are not found on KME"})");
+    }
+    for (int i = 0; i < 6; ++i) {
+        SCOPED_TRACE(i);
+        auto r = n.curl("alice", enc_bob + "?number=40&size=4096"); // 640 blocks: never held
+        EXPECT_EQ(r.code, 503) << r.body;
+        EXPECT_NE(r.body.find("available"), std::string::npos) << r.body;
+        EXPECT_NE(r.body.find("781 keys/s"), std::string::npos) << r.body;
+    }
 }
 
 TEST_F(node_test, identity_from_subject_cn) {

@@ -447,9 +447,13 @@ int run_node(const std::string& config_path) {
     l.tls.ca_file = cfg.tls.sae_ca;
     l.tls.verify_depth = cfg.tls.verify_depth;
     l.make_protocol = [&settings, source_ptr, limits, &runtime](std::size_t shard) {
+        // Off the key shard, key calls are forwarded with buffers for one request's keys.
+        const node::forward_limits forward{limits.workspace.keys_max,
+                                           limits.workspace.key_bytes_max};
         return std::make_unique<node::etsi_protocol>(
             settings,
-            std::make_unique<node::local_key_service>(settings, source_ptr, clock, runtime.get()),
+            std::make_unique<node::local_key_service>(settings, source_ptr, clock, runtime.get(),
+                                                      shard, forward),
             limits, runtime.get(), shard);
     };
     sc.listeners.push_back(std::move(l));
@@ -464,6 +468,8 @@ int run_node(const std::string& config_path) {
         p.tls.key_file = cfg.tls.key;
         p.tls.ca_file = cfg.tls.peer_ca;
         p.tls.verify_depth = cfg.tls.verify_depth;
+        // Peer connections live on the key shard with the sources they feed.
+        p.only_shard = node::node_runtime::key_shard;
         for (std::size_t i = 0; i < cfg.links.size(); ++i) {
             const control::link_config& link = cfg.links[i];
             if (!(cfg.node.id < link.peer)) {
@@ -477,7 +483,7 @@ int run_node(const std::string& config_path) {
             o.tls.ca_file = cfg.tls.peer_ca;
             o.tls.verify_depth = cfg.tls.verify_depth;
             o.tls.expected_peer_uri = "urn:keyrail:node:" + link.peer;
-            o.shard_index = 0;
+            o.shard_index = node::node_runtime::key_shard;
             o.protocol_listener = 1;
             o.backoff_min = std::chrono::milliseconds(50);
             o.backoff_max = std::chrono::milliseconds(1000);
@@ -492,20 +498,14 @@ int run_node(const std::string& config_path) {
         };
         sc.listeners.push_back(std::move(p));
     }
-    sc.make_shard_hooks = [sources, &runtime](std::size_t) {
-        return std::make_unique<node::node_hooks>(sources, runtime.get());
+    sc.make_shard_hooks = [sources, &runtime](std::size_t shard) {
+        // Only the key shard touches the sources: their timers and their group commit.
+        return std::make_unique<node::node_hooks>(
+            shard == node::node_runtime::key_shard ? sources : std::vector<node::local_source*>{},
+            runtime.get());
     };
-    sc.drain_hook = [sources] {
-        for (node::local_source* s : sources) {
-            if (s == nullptr) {
-                continue;
-            }
-            if (auto done = s->commit(); !done) {
-                KEYRAIL_LOG(error, "keyraild", "final store commit failed: %s",
-                            done.error().message().c_str());
-            }
-        }
-    };
+    // No drain_hook: the key shard's node_hooks::on_drain makes the sources durable, on the
+    // thread that owns them, once every connection is closed.
 
     auto server = engine::server::create(std::move(sc));
     if (!server) {
