@@ -10,7 +10,12 @@ namespace keyrail::dataplane {
 inline constexpr std::size_t page_bytes = 4096;
 inline constexpr std::size_t chunk_header_bytes = 64;
 inline constexpr std::size_t chunk_payload_bytes = page_bytes - chunk_header_bytes;
-inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint32_t format_version = 1; // segments and chunks
+// The meta's version. 2: the journal may hold batch records (types 4-6, README.md "File
+// format"). A version 1 store is read as before and written as version 2 from its next meta
+// on, so a binary that knows only single records refuses it instead of skipping batches.
+inline constexpr std::uint32_t meta_version = 2;
+inline constexpr std::uint32_t meta_version_min = 1;
 inline constexpr std::uint64_t meta_magic = 0x31415445'4d52524bull;    // "KRRMETA1"
 inline constexpr std::uint64_t segment_magic = 0x31544d47'4553524bull; // "KRSEGMT1"
 inline constexpr std::uint32_t chunk_magic = 0x4b43524bu;              // "KRCK"

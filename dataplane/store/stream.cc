@@ -68,11 +68,19 @@ using detail::segment;
 
 constexpr std::size_t stage_pages = 64;
 constexpr std::uint64_t nonce_headroom = std::uint64_t{1} << 24;
+// Single records (meta version 1; still replayed) and batch records (version 2; written).
 constexpr std::uint32_t journal_reserve = 1;
 constexpr std::uint32_t journal_deliver = 2;
 constexpr std::uint32_t journal_expire = 3;
+constexpr std::uint32_t journal_reserve_batch = 4; // common: master, bits, slaves; entry: key
+constexpr std::uint32_t journal_deliver_batch = 5; // entry: key ID, slave index
+constexpr std::uint32_t journal_expire_batch = 6;  // entry: key ID
 constexpr std::size_t journal_header_bytes = 8;
 constexpr std::size_t journal_body_max = 16 + 8 + 4 + 4 + 8 * slaves_max + 12 * key_runs_max;
+constexpr std::size_t journal_reserve_common_max = 16 + 8 * slaves_max;
+constexpr std::size_t journal_reserve_entry_max = 16 + 1 + 12 * key_runs_max;
+// A batch record closes before its body would pass this.
+constexpr std::size_t journal_batch_body_max = 16 * 1024;
 
 constexpr bool consumed(block_state s) noexcept {
     return s == block_state::delivered || s == block_state::expired || s == block_state::lost;
@@ -302,7 +310,7 @@ result<void> stream::create_files() noexcept {
     }
     meta_record m{};
     m.magic = meta_magic;
-    m.version = format_version;
+    m.version = meta_version;
     m.block_bytes = _block_bytes;
     m.stream = _id.value;
     m.stride = _own.stride;
@@ -349,7 +357,7 @@ result<void> stream::recover() noexcept {
         }
         if (*got != sizeof m || m.magic != meta_magic ||
             m.checksum != checksum64(&m, offsetof(meta_record, checksum)) ||
-            m.version != format_version) {
+            m.version < meta_version_min || m.version > meta_version) {
             KEYRAIL_LOG(warn, "store", "%s offset %" PRIu64 ": meta slot invalid",
                         meta_path.c_str(), slot * page_bytes);
             continue;
@@ -466,8 +474,8 @@ result<void> stream::replay_journal(std::uint64_t journal_bytes) noexcept {
         std::memcpy(&type, buffer.data() + off, 4);
         std::memcpy(&size, buffer.data() + off + 4, 4);
         std::uint64_t sum = 0;
-        const bool fits =
-            size <= journal_body_max && off + journal_header_bytes + size + 8 <= valid;
+        const bool fits = size <= std::max(journal_body_max, journal_batch_body_max) &&
+                          off + journal_header_bytes + size + 8 <= valid;
         if (fits) {
             std::memcpy(&sum, buffer.data() + off + journal_header_bytes + size, 8);
         }
@@ -480,12 +488,13 @@ result<void> stream::replay_journal(std::uint64_t journal_bytes) noexcept {
             break;
         }
         const std::byte* body = buffer.data() + off + journal_header_bytes;
-        key_id id;
-        if (size >= 16) {
-            std::memcpy(id.bytes.data(), body, 16);
-        }
-        const std::uint32_t existing = size >= 16 ? index_find(id) : 0;
-        if (type == journal_reserve && size >= 40) {
+        auto id_at = [body](std::size_t at) {
+            key_id id;
+            std::memcpy(id.bytes.data(), body + at, 16);
+            return id;
+        };
+        // Malformed bodies of a verifying record are skipped (they never come from this code).
+        if (type == journal_reserve && size >= 32) {
             std::uint64_t master = 0;
             std::uint32_t bits = 0;
             std::memcpy(&master, body + 16, 8);
@@ -493,53 +502,50 @@ result<void> stream::replay_journal(std::uint64_t journal_bytes) noexcept {
             const auto slave_count = static_cast<std::uint8_t>(body[28]);
             const auto run_count = static_cast<std::uint8_t>(body[29]);
             std::array<sae_id, slaves_max> slaves{};
-            if (existing == 0 && slave_count >= 1 && slave_count <= slaves_max && run_count >= 1 &&
-                run_count <= key_runs_max && size == 32u + 8u * slave_count + 12u * run_count) {
+            if (slave_count >= 1 && slave_count <= slaves_max &&
+                size == 32u + 8u * slave_count + 12u * run_count) {
                 for (std::size_t i = 0; i < slave_count; ++i) {
                     std::memcpy(&slaves[i].value, body + 32 + 8 * i, 8);
                 }
-                std::size_t n = 0;
-                bool ok = true;
-                const std::byte* runs = body + 32 + 8 * slave_count;
-                for (std::size_t i = 0; i < run_count && ok; ++i) {
-                    seq_t first = 0;
-                    std::uint32_t count = 0;
-                    std::memcpy(&first, runs + 12 * i, 8);
-                    std::memcpy(&count, runs + 12 * i + 8, 4);
-                    for (std::uint32_t k = 0; k < count && ok; ++k) {
-                        ok = n < _scratch.size();
-                        if (ok) {
-                            _scratch[n++] = first + std::uint64_t{k} * _own.stride;
-                        }
-                    }
+                replay_reserve(id_at(0), sae_id{master}, bits,
+                               std::span<const sae_id>(slaves.data(), slave_count),
+                               body + 32 + 8 * slave_count, run_count, path, off);
+            }
+        } else if (type == journal_reserve_batch && size >= 16) {
+            std::uint64_t master = 0;
+            std::uint32_t bits = 0;
+            std::memcpy(&master, body, 8);
+            std::memcpy(&bits, body + 8, 4);
+            const auto slave_count = static_cast<std::uint8_t>(body[12]);
+            std::array<sae_id, slaves_max> slaves{};
+            std::size_t at = 16 + 8 * std::size_t{slave_count};
+            if (slave_count >= 1 && slave_count <= slaves_max && at <= size) {
+                for (std::size_t i = 0; i < slave_count; ++i) {
+                    std::memcpy(&slaves[i].value, body + 16 + 8 * i, 8);
                 }
-                reserve_request req{bits, sae_id{master},
-                                    std::span<const sae_id>(slaves.data(), slave_count)};
-                auto blocks = blocks_for_key(bits, _block_bytes);
-                ok = ok && blocks && *blocks == n;
-                auto slot =
-                    ok ? add_reservation(id, req, std::span<const seq_t>(_scratch.data(), n))
-                       : result<std::uint32_t>(fail(errc::journal_corrupt));
-                if (slot) {
-                    for (std::size_t i = 0; i < n; ++i) {
-                        set_state(_scratch[i], block_state::reserved);
+                while (at + 17 <= size) {
+                    const auto run_count = static_cast<std::uint8_t>(body[at + 16]);
+                    if (at + 17 + 12 * std::size_t{run_count} > size) {
+                        break;
                     }
-                } else {
-                    KEYRAIL_LOG(error, "store", "%s offset %zu: reservation not restored (%s)",
-                                path.c_str(), off, slot.error().message().c_str());
+                    replay_reserve(id_at(at), sae_id{master}, bits,
+                                   std::span<const sae_id>(slaves.data(), slave_count),
+                                   body + at + 17, run_count, path, off);
+                    at += 17 + 12 * std::size_t{run_count};
                 }
             }
-        } else if (type == journal_deliver && size == 17 && existing != 0) {
-            reservation& r = _slots[existing - 1];
-            const auto slave = static_cast<std::uint8_t>(body[16]);
-            if (slave < r.slave_count) {
-                r.delivered_mask = static_cast<std::uint8_t>(r.delivered_mask | (1u << slave));
-                if (r.delivered_mask == (1u << r.slave_count) - 1) {
-                    consume_reservation(existing - 1, block_state::delivered, false);
-                }
+        } else if (type == journal_deliver && size == 17) {
+            replay_deliver(id_at(0), static_cast<std::uint8_t>(body[16]));
+        } else if (type == journal_deliver_batch) {
+            for (std::size_t at = 0; at + 17 <= size; at += 17) {
+                replay_deliver(id_at(at), static_cast<std::uint8_t>(body[at + 16]));
             }
-        } else if (type == journal_expire && size == 16 && existing != 0) {
-            consume_reservation(existing - 1, block_state::expired, false);
+        } else if (type == journal_expire && size == 16) {
+            replay_expire(id_at(0));
+        } else if (type == journal_expire_batch) {
+            for (std::size_t at = 0; at + 16 <= size; at += 16) {
+                replay_expire(id_at(at));
+            }
         }
         off += journal_header_bytes + size + 8;
     }
@@ -549,6 +555,62 @@ result<void> stream::replay_journal(std::uint64_t journal_bytes) noexcept {
         return fail(errno_error(errno));
     }
     return {};
+}
+
+void stream::replay_reserve(const key_id& id, sae_id master, std::uint32_t bits,
+                            std::span<const sae_id> slaves, const std::byte* runs,
+                            std::uint8_t run_count, const std::string& path,
+                            std::size_t off) noexcept {
+    if (index_find(id) != 0 || run_count < 1 || run_count > key_runs_max) {
+        return;
+    }
+    std::size_t n = 0;
+    bool ok = true;
+    for (std::size_t i = 0; i < run_count && ok; ++i) {
+        seq_t first = 0;
+        std::uint32_t count = 0;
+        std::memcpy(&first, runs + 12 * i, 8);
+        std::memcpy(&count, runs + 12 * i + 8, 4);
+        for (std::uint32_t k = 0; k < count && ok; ++k) {
+            ok = n < _scratch.size();
+            if (ok) {
+                _scratch[n++] = first + std::uint64_t{k} * _own.stride;
+            }
+        }
+    }
+    const reserve_request req{bits, master, slaves};
+    auto blocks = blocks_for_key(bits, _block_bytes);
+    ok = ok && blocks && *blocks == n;
+    auto slot = ok ? add_reservation(id, req, std::span<const seq_t>(_scratch.data(), n))
+                   : result<std::uint32_t>(fail(errc::journal_corrupt));
+    if (slot) {
+        for (std::size_t i = 0; i < n; ++i) {
+            set_state(_scratch[i], block_state::reserved);
+        }
+    } else {
+        KEYRAIL_LOG(error, "store", "%s offset %zu: reservation not restored (%s)", path.c_str(),
+                    off, slot.error().message().c_str());
+    }
+}
+
+void stream::replay_deliver(const key_id& id, std::uint8_t slave) noexcept {
+    const std::uint32_t existing = index_find(id);
+    if (existing == 0) {
+        return;
+    }
+    reservation& r = _slots[existing - 1];
+    if (slave < r.slave_count) {
+        r.delivered_mask = static_cast<std::uint8_t>(r.delivered_mask | (1u << slave));
+        if (r.delivered_mask == (1u << r.slave_count) - 1) {
+            consume_reservation(existing - 1, block_state::delivered, false);
+        }
+    }
+}
+
+void stream::replay_expire(const key_id& id) noexcept {
+    if (const std::uint32_t existing = index_find(id); existing != 0) {
+        consume_reservation(existing - 1, block_state::expired, false);
+    }
 }
 
 void stream::scan_segments() noexcept {
@@ -936,7 +998,7 @@ result<void> stream::write_meta(std::uint64_t journal_bytes, std::uint64_t lease
                                 std::uint64_t nonce_high) noexcept {
     meta_record m{};
     m.magic = meta_magic;
-    m.version = format_version;
+    m.version = meta_version;
     m.block_bytes = _block_bytes;
     m.stream = _id.value;
     m.stride = _own.stride;
@@ -1179,16 +1241,49 @@ void stream::consume_reservation(std::uint32_t slot, block_state final_state, bo
     free_reservation(slot);
 }
 
-void stream::journal_append(std::uint32_t type, const void* body, std::uint32_t size) noexcept {
-    KEYRAIL_ASSERT(size <= journal_body_max, "journal body %u", size);
+void stream::journal_close() noexcept {
+    if (_journal_open == static_cast<std::size_t>(-1)) {
+        return;
+    }
+    const std::size_t at = _journal_open;
+    const std::size_t end = _journal_pending.size();
+    _journal_pending.resize(end + 8);
+    const std::uint64_t sum = checksum64(_journal_pending.data() + at, end - at);
+    std::memcpy(_journal_pending.data() + end, &sum, 8);
+    _journal_open = static_cast<std::size_t>(-1);
+}
+
+void stream::journal_batch_add(std::uint32_t type, const void* common, std::uint32_t common_size,
+                               const void* entry, std::uint32_t entry_size) noexcept {
+    if (_journal_open != static_cast<std::size_t>(-1)) {
+        std::byte* p = _journal_pending.data() + _journal_open;
+        std::uint32_t open_type = 0;
+        std::uint32_t size = 0;
+        std::memcpy(&open_type, p, 4);
+        std::memcpy(&size, p + 4, 4);
+        if (open_type == type && size + entry_size <= journal_batch_body_max &&
+            (common_size == 0 || std::memcmp(p + journal_header_bytes, common, common_size) == 0)) {
+            const std::size_t at = _journal_pending.size();
+            _journal_pending.resize(at + entry_size);
+            p = _journal_pending.data() + _journal_open; // the resize may have moved it
+            std::memcpy(_journal_pending.data() + at, entry, entry_size);
+            size += entry_size;
+            std::memcpy(p + 4, &size, 4);
+            return;
+        }
+        journal_close();
+    }
     const std::size_t at = _journal_pending.size();
-    _journal_pending.resize(at + journal_header_bytes + size + 8);
+    const std::uint32_t size = common_size + entry_size;
+    _journal_pending.resize(at + journal_header_bytes + size);
     std::byte* p = _journal_pending.data() + at;
     std::memcpy(p, &type, 4);
     std::memcpy(p + 4, &size, 4);
-    std::memcpy(p + journal_header_bytes, body, size);
-    const std::uint64_t sum = checksum64(p, journal_header_bytes + size);
-    std::memcpy(p + journal_header_bytes + size, &sum, 8);
+    if (common_size > 0) {
+        std::memcpy(p + journal_header_bytes, common, common_size);
+    }
+    std::memcpy(p + journal_header_bytes + common_size, entry, entry_size);
+    _journal_open = at;
 }
 
 result<void> stream::copy_key(const reservation& r, std::span<std::byte> out) noexcept {
@@ -1282,24 +1377,28 @@ result<std::uint64_t> stream::reserve_specific(const key_id& id, const reserve_r
             return fail(copied.error());
         }
     }
-    std::byte body[journal_body_max];
-    std::memcpy(body, id.bytes.data(), 16);
-    std::memcpy(body + 16, &req.master.value, 8);
-    std::memcpy(body + 24, &req.key_bits, 4);
-    body[28] = static_cast<std::byte>(req.slaves.size());
-    body[29] = static_cast<std::byte>(run_count);
-    body[30] = body[31] = std::byte{0};
-    std::size_t at = 32;
+    // Batch record: common [master 8][bits 4][slave count 1][pad 3][slaves 8 each], entry
+    // [key ID 16][run count 1][runs: first 8, count 4].
+    std::byte common[journal_reserve_common_max] = {};
+    std::memcpy(common, &req.master.value, 8);
+    std::memcpy(common + 8, &req.key_bits, 4);
+    common[12] = static_cast<std::byte>(req.slaves.size());
+    std::size_t common_size = 16;
     for (const sae_id s : req.slaves) {
-        std::memcpy(body + at, &s.value, 8);
-        at += 8;
+        std::memcpy(common + common_size, &s.value, 8);
+        common_size += 8;
     }
+    std::byte entry[journal_reserve_entry_max];
+    std::memcpy(entry, id.bytes.data(), 16);
+    entry[16] = static_cast<std::byte>(run_count);
+    std::size_t at = 17;
     for (std::size_t i = 0; i < run_count; ++i) {
-        std::memcpy(body + at, &runs[i].first, 8);
-        std::memcpy(body + at + 8, &runs[i].count, 4);
+        std::memcpy(entry + at, &runs[i].first, 8);
+        std::memcpy(entry + at + 8, &runs[i].count, 4);
         at += 12;
     }
-    journal_append(journal_reserve, body, static_cast<std::uint32_t>(at));
+    journal_batch_add(journal_reserve_batch, common, static_cast<std::uint32_t>(common_size),
+                      entry, static_cast<std::uint32_t>(at));
     return next_ticket();
 }
 
@@ -1394,10 +1493,10 @@ result<delivered_key> stream::deliver(const key_id& id, sae_id caller,
     }
     const std::uint32_t key_bytes = r.key_bits / 8;
     r.delivered_mask = static_cast<std::uint8_t>(r.delivered_mask | (1u << slave));
-    std::byte body[17];
-    std::memcpy(body, id.bytes.data(), 16);
-    body[16] = static_cast<std::byte>(slave);
-    journal_append(journal_deliver, body, sizeof body);
+    std::byte entry[17];
+    std::memcpy(entry, id.bytes.data(), 16);
+    entry[16] = static_cast<std::byte>(slave);
+    journal_batch_add(journal_deliver_batch, nullptr, 0, entry, sizeof entry);
     if (r.delivered_mask == (1u << r.slave_count) - 1) {
         consume_reservation(e - 1, block_state::delivered, true);
     }
@@ -1409,7 +1508,7 @@ result<std::uint64_t> stream::expire_key(const key_id& id) noexcept {
     if (e == 0) {
         return fail(errc::unknown_key);
     }
-    journal_append(journal_expire, id.bytes.data(), 16);
+    journal_batch_add(journal_expire_batch, nullptr, 0, id.bytes.data(), 16);
     consume_reservation(e - 1, block_state::expired, true);
     return next_ticket();
 }
@@ -1583,6 +1682,7 @@ result<std::uint64_t> stream::commit() noexcept {
     if (auto r = flush_stage(); !r) {
         return fail(r.error());
     }
+    journal_close();
     const std::uint64_t journal_end = _journal_durable + _journal_pending.size();
     if (!_journal_pending.empty()) {
         if (auto r = write_all(_journal_fd, _journal_pending.data(), _journal_pending.size(),

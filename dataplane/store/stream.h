@@ -187,7 +187,21 @@ private:
                                                         const reserve_request& req,
                                                         std::span<const seq_t> seqs) noexcept;
     void free_reservation(std::uint32_t slot) noexcept;
-    void journal_append(std::uint32_t type, const void* body, std::uint32_t size) noexcept;
+    // Adds one entry to the open batch record if it has this type and these common bytes (and
+    // room), else closes it and opens a new one: consecutive reserves of one request (same
+    // master, size and slaves), and consecutive deliveries or expiries, share one record
+    // header and checksum.
+    void journal_batch_add(std::uint32_t type, const void* common, std::uint32_t common_size,
+                           const void* entry, std::uint32_t entry_size) noexcept;
+    // Appends the open batch record's checksum (before any other record, and before a commit
+    // writes the journal).
+    void journal_close() noexcept;
+    // One reservation, delivery or expiry read back from the journal (replay_journal).
+    void replay_reserve(const key_id& id, sae_id master, std::uint32_t bits,
+                        std::span<const sae_id> slaves, const std::byte* runs,
+                        std::uint8_t run_count, const std::string& path, std::size_t off) noexcept;
+    void replay_deliver(const key_id& id, std::uint8_t slave) noexcept;
+    void replay_expire(const key_id& id) noexcept;
 
     stream_id _id{};
     ownership _own{};
@@ -231,6 +245,8 @@ private:
     std::vector<std::uint64_t> _stage_chunks;
     std::vector<int> _dirty_fds;
     std::vector<std::byte> _journal_pending;
+    // The open batch record in _journal_pending (its offset), or npos.
+    std::size_t _journal_open = static_cast<std::size_t>(-1);
     std::vector<seq_t> _wipe_pending;
     std::vector<seq_t> _scratch;                // seqs of one key
     std::vector<std::uint64_t> _unlink_pending; // reclaimed segment numbers
