@@ -251,8 +251,7 @@ result<key_id> key_id_pool::next() noexcept {
     }
     key_id id;
     std::byte* p = _bytes.data() + 16 * _used++;
-    std::memcpy(id.bytes.data(), p, 16);
-    secure_wipe(p, 16);
+    std::memcpy(id.bytes.data(), p, 16); // overwritten by the next refill (seal.h)
     // RFC 9562 version 4, variant 10.
     id.bytes[6] = (id.bytes[6] & std::byte{0x0f}) | std::byte{0x40};
     id.bytes[8] = (id.bytes[8] & std::byte{0x3f}) | std::byte{0x80};

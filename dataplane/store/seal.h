@@ -55,7 +55,9 @@ inline constexpr std::size_t keyring_file_bytes = 96;
 [[nodiscard]] result<key_id> random_key_id() noexcept;
 
 // Key IDs drawn from the OpenSSL DRBG 256 at a time: one RAND_bytes call (and its fork check)
-// per 4 KiB instead of per key. Unused bytes are wiped on destruction.
+// per 4 KiB instead of per key. An issued ID stays in the pool until the next refill overwrites
+// it (an ID is public once issued, and the unissued ones are there anyway): no wipe per key.
+// Everything is wiped on destruction.
 // Lives on: one shard (each shard that mints key IDs has its own).
 class key_id_pool {
 public:

@@ -1429,8 +1429,7 @@ result<reserved_key> stream::reserve(const reserve_request& req,
     // request for many keys would otherwise wait for one cache miss per key, in turn).
     constexpr std::size_t prefetch_ahead = 8;
     if (key_id ahead; _key_ids.peek(prefetch_ahead, ahead)) {
-        index_prefetch(ahead);
-        secure_wipe(ahead.bytes.data(), ahead.bytes.size()); // not issued yet
+        index_prefetch(ahead); // a copy of an ID the pool holds anyway: no wipe (seal.h)
     }
     // And the reservation slot a few keys on (free slots are reused last freed first: cold
     // after an expiry sweep).
