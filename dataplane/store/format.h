@@ -11,9 +11,11 @@ inline constexpr std::size_t page_bytes = 4096;
 inline constexpr std::size_t chunk_header_bytes = 64;
 inline constexpr std::size_t chunk_payload_bytes = page_bytes - chunk_header_bytes;
 inline constexpr std::uint32_t format_version = 1; // segments and chunks
-// The meta's version. 2: the journal may hold batch records (types 4-6, README.md "File
-// format"). A version 1 store is read as before and written as version 2 from its next meta
-// on, so a binary that knows only single records refuses it instead of skipping batches.
+// The meta's version. 2: the journal may hold batch and window records (types 4-7,
+// README.md "File format") and has a generation (journal_gen: file journal for 0,
+// journal-<gen, 16 hex> after compactions). A version 1 store (96-byte record, no generation)
+// is read as before and written as version 2 from its next meta on, so a binary that knows
+// only single records refuses it instead of skipping records.
 inline constexpr std::uint32_t meta_version = 2;
 inline constexpr std::uint32_t meta_version_min = 1;
 inline constexpr std::uint64_t meta_magic = 0x31415445'4d52524bull;    // "KRRMETA1"
@@ -36,9 +38,13 @@ struct meta_record {
     std::uint64_t base;          // first live seq (segment aligned)
     std::uint64_t ingested;      // blocks whose chunks were written before this meta
     std::uint64_t capacity;      // live window in blocks
+    std::uint64_t journal_gen;   // version 2: the journal file's generation
     std::uint64_t checksum;      // checksum64 of everything above
 };
-static_assert(sizeof(meta_record) == 96 && std::is_trivially_copyable_v<meta_record>);
+static_assert(sizeof(meta_record) == 104 && std::is_trivially_copyable_v<meta_record>);
+// Version 1 had no journal_gen: its checksum followed capacity.
+inline constexpr std::size_t meta_v1_checked_bytes = 88;
+inline constexpr std::size_t meta_v1_bytes = 96;
 
 // seg-<number, 16 hex>: page 0 is this header, page 1 + i is chunk number*segment_chunks + i.
 struct segment_header {

@@ -75,6 +75,7 @@ constexpr std::uint32_t journal_expire = 3;
 constexpr std::uint32_t journal_reserve_batch = 4; // common: master, bits, slaves; entry: key
 constexpr std::uint32_t journal_deliver_batch = 5; // entry: key ID, slave index
 constexpr std::uint32_t journal_expire_batch = 6;  // entry: key ID
+constexpr std::uint32_t journal_consumed = 7;      // first seq, count, then a bit a block
 constexpr std::size_t journal_header_bytes = 8;
 constexpr std::size_t journal_body_max = 16 + 8 + 4 + 4 + 8 * slaves_max + 12 * key_runs_max;
 constexpr std::size_t journal_reserve_common_max = 16 + 8 * slaves_max;
@@ -222,6 +223,7 @@ result<std::unique_ptr<stream>> stream::open(const store_config& config, const s
     s->_block_bytes = config.block_bytes;
     s->_segment_chunks = config.segment_chunks;
     s->_lease_headroom = config.lease_headroom;
+    s->_compact_bytes = config.journal_compact_bytes;
     if (auto r = s->_cipher.init(data_key); !r) {
         return fail(r.error());
     }
@@ -283,7 +285,8 @@ result<void> stream::create_files() noexcept {
     if (DIR* d = ::opendir(_dir.c_str())) {
         bool used = false;
         while (dirent* e = ::readdir(d)) {
-            used = used || std::strncmp(e->d_name, "seg-", 4) == 0;
+            used = used || std::strncmp(e->d_name, "seg-", 4) == 0 ||
+                   std::strncmp(e->d_name, "journal-", 8) == 0;
         }
         ::closedir(d);
         struct stat journal {};
@@ -352,12 +355,21 @@ result<void> stream::recover() noexcept {
         if (!got) {
             return fail(got.error());
         }
-        if (*got == sizeof m && m.magic == 0 && m.checksum == 0) {
+        if (*got == sizeof m && m.magic == 0 && m.checksum == 0 && m.journal_gen == 0) {
             continue; // never written (a new stream has only slot 1)
         }
-        if (*got != sizeof m || m.magic != meta_magic ||
-            m.checksum != checksum64(&m, offsetof(meta_record, checksum)) ||
-            m.version < meta_version_min || m.version > meta_version) {
+        bool verifies = false;
+        if (*got == sizeof m && m.magic == meta_magic && m.version == 1) {
+            // Version 1: the checksum sits where journal_gen is now, and covers less.
+            std::uint64_t sum = 0;
+            std::memcpy(&sum, reinterpret_cast<const std::byte*>(&m) + meta_v1_checked_bytes, 8);
+            verifies = sum == checksum64(&m, meta_v1_checked_bytes);
+            m.journal_gen = 0;
+        } else if (*got == sizeof m && m.magic == meta_magic && m.version >= meta_version_min &&
+                   m.version <= meta_version) {
+            verifies = m.checksum == checksum64(&m, offsetof(meta_record, checksum));
+        }
+        if (!verifies) {
             KEYRAIL_LOG(warn, "store", "%s offset %" PRIu64 ": meta slot invalid",
                         meta_path.c_str(), slot * page_bytes);
             continue;
@@ -399,13 +411,15 @@ result<void> stream::recover() noexcept {
     _segments.assign(_capacity / _blocks_per_segment, segment{});
     _segment_consumed.assign(_segments.size(), 0);
 
-    _journal_fd = ::open((_dir + "/journal").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    _journal_gen = best.journal_gen;
+    _journal_fd = ::open(journal_path(_journal_gen).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (_journal_fd < 0) {
         return fail(errno_error(errno));
     }
     if (auto r = replay_journal(best.journal_bytes); !r) {
         return r;
     }
+    remove_other_journals();
     _ingested = std::max(best.ingested, _base);
     scan_segments();
     // Whatever lies below the ingest mark without a verified chunk is lost.
@@ -455,8 +469,39 @@ result<void> stream::recover() noexcept {
     return {};
 }
 
+std::string stream::journal_path(std::uint64_t gen) const {
+    if (gen == 0) {
+        return _dir + "/journal";
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "/journal-%016" PRIx64, gen);
+    return _dir + name;
+}
+
+void stream::remove_other_journals() noexcept {
+    // A compaction that crashed before its meta leaves the next generation; one that crashed
+    // after it, the previous one. Neither is referenced: remove them.
+    DIR* d = ::opendir(_dir.c_str());
+    if (d == nullptr) {
+        return;
+    }
+    const std::string current = journal_path(_journal_gen);
+    std::vector<std::string> stale;
+    while (dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if ((name == "journal" || name.rfind("journal-", 0) == 0) &&
+            _dir + "/" + name != current) {
+            stale.push_back(_dir + "/" + name);
+        }
+    }
+    ::closedir(d);
+    for (const std::string& path : stale) {
+        ::unlink(path.c_str());
+    }
+}
+
 result<void> stream::replay_journal(std::uint64_t journal_bytes) noexcept {
-    const std::string path = _dir + "/journal";
+    const std::string path = journal_path(_journal_gen);
     std::vector<std::byte> buffer(static_cast<std::size_t>(journal_bytes));
     auto got = read_all(_journal_fd, buffer.data(), buffer.size(), 0);
     if (!got) {
@@ -539,6 +584,20 @@ result<void> stream::replay_journal(std::uint64_t journal_bytes) noexcept {
         } else if (type == journal_deliver_batch) {
             for (std::size_t at = 0; at + 17 <= size; at += 17) {
                 replay_deliver(id_at(at), static_cast<std::uint8_t>(body[at + 16]));
+            }
+        } else if (type == journal_consumed && size >= 16) {
+            // A compaction's snapshot: every block of the window with its bit set was
+            // delivered, expired or lost (which one no longer matters: never served again).
+            seq_t first = 0;
+            std::uint32_t count = 0;
+            std::memcpy(&first, body, 8);
+            std::memcpy(&count, body + 8, 4);
+            if (count <= (std::uint64_t{size} - 16) * 8) {
+                for (std::uint32_t i = 0; i < count; ++i) {
+                    if ((std::to_integer<unsigned>(body[16 + i / 8]) >> (i % 8)) & 1u) {
+                        set_state(first + i, block_state::expired);
+                    }
+                }
             }
         } else if (type == journal_expire && size == 16) {
             replay_expire(id_at(0));
@@ -1011,6 +1070,7 @@ result<void> stream::write_meta(std::uint64_t journal_bytes, std::uint64_t lease
     m.base = _base;
     m.ingested = _ingested_synced;
     m.capacity = _capacity;
+    m.journal_gen = _journal_gen;
     m.checksum = checksum64(&m, offsetof(meta_record, checksum));
     std::byte page[page_bytes] = {};
     std::memcpy(page, &m, sizeof m);
@@ -1241,6 +1301,140 @@ void stream::consume_reservation(std::uint32_t slot, block_state final_state, bo
     free_reservation(slot);
 }
 
+std::size_t stream::snapshot_estimate() const noexcept {
+    // Bits for the window, and a reserve entry (with a share of its record) per reservation.
+    return _capacity / 8 + std::size_t{_reservations} * 48;
+}
+
+void stream::maybe_compact() noexcept {
+    if (_compact_bytes == 0 || _journal_durable < _compact_bytes || !_journal_pending.empty() ||
+        _journal_durable < 4 * static_cast<std::uint64_t>(snapshot_estimate())) {
+        return;
+    }
+    if (auto r = compact_journal(); !r) {
+        // The old journal stays in use; the next commit past the threshold tries again.
+        KEYRAIL_LOG(warn, "store", "%s: journal compaction failed: %s", _dir.c_str(),
+                    r.error().message().c_str());
+    }
+}
+
+result<void> stream::compact_journal() noexcept {
+    // The snapshot, built with the journal writers into a buffer of its own.
+    std::vector<std::byte> snapshot;
+    snapshot.reserve(snapshot_estimate() + 4096);
+    std::swap(snapshot, _journal_pending);
+    // 1. The window's consumed blocks, a bit each, in records of at most the batch size.
+    seq_t end = _base;
+    for (seq_t seq = _base; seq < _base + _capacity; ++seq) {
+        if (consumed(state_ref(seq))) {
+            end = seq + 1;
+        }
+    }
+    constexpr std::uint32_t bits_per_record =
+        static_cast<std::uint32_t>((journal_batch_body_max - 16) * 8);
+    std::vector<std::byte> body(journal_batch_body_max);
+    for (seq_t first = _base; first < end; first += bits_per_record) {
+        const auto count =
+            static_cast<std::uint32_t>(std::min<std::uint64_t>(bits_per_record, end - first));
+        std::fill(body.begin(), body.end(), std::byte{0});
+        std::memcpy(body.data(), &first, 8);
+        std::memcpy(body.data() + 8, &count, 4);
+        for (std::uint32_t i = 0; i < count; ++i) {
+            if (consumed(state_ref(first + i))) {
+                body[16 + i / 8] |= static_cast<std::byte>(1u << (i % 8));
+            }
+        }
+        const std::uint32_t size = 16 + (count + 7) / 8;
+        const std::size_t at = _journal_pending.size();
+        _journal_pending.resize(at + journal_header_bytes + size + 8);
+        std::byte* p = _journal_pending.data() + at;
+        std::memcpy(p, &journal_consumed, 4);
+        std::memcpy(p + 4, &size, 4);
+        std::memcpy(p + journal_header_bytes, body.data(), size);
+        const std::uint64_t sum = checksum64(p, journal_header_bytes + size);
+        std::memcpy(p + journal_header_bytes + size, &sum, 8);
+    }
+    // 2. Every live reservation, then the slaves that already have a multicast key.
+    for (const reservation& r : _slots) {
+        if (r.used) {
+            journal_reservation(r);
+        }
+    }
+    for (const reservation& r : _slots) {
+        for (std::uint8_t i = 0; r.used && i < r.slave_count; ++i) {
+            if ((r.delivered_mask >> i) & 1u) {
+                std::byte entry[17];
+                std::memcpy(entry, r.id.bytes.data(), 16);
+                entry[16] = static_cast<std::byte>(i);
+                journal_batch_add(journal_deliver_batch, nullptr, 0, entry, sizeof entry);
+            }
+        }
+    }
+    journal_close();
+    std::swap(snapshot, _journal_pending); // the commit's buffer (empty) is back
+
+    // 3. The next generation's file, durable before the meta names it.
+    const std::uint64_t gen = _journal_gen + 1;
+    const std::string path = journal_path(gen);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return fail(errno_error(errno));
+    }
+    auto written = write_all(fd, snapshot.data(), snapshot.size(), 0);
+    if (written) {
+        written = sync(fd);
+    }
+    if (written && _mode == durability::power && ::fsync(_dir_fd) != 0) {
+        written = fail(errno_error(errno));
+    }
+    if (!written) {
+        ::close(fd);
+        ::unlink(path.c_str());
+        return written;
+    }
+    // 4. The commit point: the meta names the new generation and its length.
+    const std::uint64_t old_gen = _journal_gen;
+    _journal_gen = gen;
+    if (auto r = write_meta(snapshot.size(), _lease_high, _nonce_high); !r) {
+        _journal_gen = old_gen; // the old journal stays; a retry overwrites this file
+        ::close(fd);
+        ::unlink(path.c_str());
+        return r;
+    }
+    ::close(_journal_fd);
+    _journal_fd = fd;
+    ::unlink(journal_path(old_gen).c_str());
+    KEYRAIL_LOG(info, "store", "%s: journal compacted: %" PRIu64 " bytes -> %zu (generation %" PRIu64 ")",
+                _dir.c_str(), _journal_durable, snapshot.size(), gen);
+    _journal_durable = snapshot.size();
+    return {};
+}
+
+void stream::journal_reservation(const reservation& r) noexcept {
+    // Batch record: common [master 8][bits 4][slave count 1][pad 3][slaves 8 each], entry
+    // [key ID 16][run count 1][runs: first 8, count 4].
+    std::byte common[journal_reserve_common_max] = {};
+    std::memcpy(common, &r.master.value, 8);
+    std::memcpy(common + 8, &r.key_bits, 4);
+    common[12] = static_cast<std::byte>(r.slave_count);
+    std::size_t common_size = 16;
+    for (std::size_t i = 0; i < r.slave_count; ++i) {
+        std::memcpy(common + common_size, &r.slaves[i].value, 8);
+        common_size += 8;
+    }
+    std::byte entry[journal_reserve_entry_max];
+    std::memcpy(entry, r.id.bytes.data(), 16);
+    entry[16] = static_cast<std::byte>(r.run_count);
+    std::size_t at = 17;
+    for (std::size_t i = 0; i < r.run_count; ++i) {
+        std::memcpy(entry + at, &r.runs[i].first, 8);
+        std::memcpy(entry + at + 8, &r.runs[i].count, 4);
+        at += 12;
+    }
+    journal_batch_add(journal_reserve_batch, common, static_cast<std::uint32_t>(common_size),
+                      entry, static_cast<std::uint32_t>(at));
+}
+
 void stream::journal_close() noexcept {
     if (_journal_open == static_cast<std::size_t>(-1)) {
         return;
@@ -1377,28 +1571,7 @@ result<std::uint64_t> stream::reserve_specific(const key_id& id, const reserve_r
             return fail(copied.error());
         }
     }
-    // Batch record: common [master 8][bits 4][slave count 1][pad 3][slaves 8 each], entry
-    // [key ID 16][run count 1][runs: first 8, count 4].
-    std::byte common[journal_reserve_common_max] = {};
-    std::memcpy(common, &req.master.value, 8);
-    std::memcpy(common + 8, &req.key_bits, 4);
-    common[12] = static_cast<std::byte>(req.slaves.size());
-    std::size_t common_size = 16;
-    for (const sae_id s : req.slaves) {
-        std::memcpy(common + common_size, &s.value, 8);
-        common_size += 8;
-    }
-    std::byte entry[journal_reserve_entry_max];
-    std::memcpy(entry, id.bytes.data(), 16);
-    entry[16] = static_cast<std::byte>(run_count);
-    std::size_t at = 17;
-    for (std::size_t i = 0; i < run_count; ++i) {
-        std::memcpy(entry + at, &runs[i].first, 8);
-        std::memcpy(entry + at + 8, &runs[i].count, 4);
-        at += 12;
-    }
-    journal_batch_add(journal_reserve_batch, common, static_cast<std::uint32_t>(common_size),
-                      entry, static_cast<std::uint32_t>(at));
+    journal_reservation(_slots[*slot]);
     return next_ticket();
 }
 
@@ -1736,6 +1909,7 @@ result<std::uint64_t> stream::commit() noexcept {
     }
     _wipe_pending.clear();
     try_reclaim();
+    maybe_compact();
     return _commits_done;
 }
 

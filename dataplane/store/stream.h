@@ -196,6 +196,16 @@ private:
     // Appends the open batch record's checksum (before any other record, and before a commit
     // writes the journal).
     void journal_close() noexcept;
+    // A reservation as a reserve batch entry.
+    void journal_reservation(const detail::reservation& r) noexcept;
+    // Compaction (README.md, "Journal compaction"): after a commit, once the journal passes
+    // store_config::journal_compact_bytes and four times the snapshot's size, it is rewritten
+    // as a snapshot in the next generation's file.
+    [[nodiscard]] std::size_t snapshot_estimate() const noexcept;
+    void maybe_compact() noexcept;
+    [[nodiscard]] result<void> compact_journal() noexcept;
+    [[nodiscard]] std::string journal_path(std::uint64_t gen) const;
+    void remove_other_journals() noexcept;
     // One reservation, delivery or expiry read back from the journal (replay_journal).
     void replay_reserve(const key_id& id, sae_id master, std::uint32_t bits,
                         std::span<const sae_id> slaves, const std::byte* runs,
@@ -245,6 +255,8 @@ private:
     std::vector<std::uint64_t> _stage_chunks;
     std::vector<int> _dirty_fds;
     std::vector<std::byte> _journal_pending;
+    std::uint64_t _journal_gen = 0;
+    std::uint64_t _compact_bytes = 0; // store_config::journal_compact_bytes
     // The open batch record in _journal_pending (its offset), or npos.
     std::size_t _journal_open = static_cast<std::size_t>(-1);
     std::vector<seq_t> _wipe_pending;

@@ -79,6 +79,9 @@ struct store_config {
     std::uint32_t reservations_max = 1u << 14; // reservation slots per stream
     std::uint32_t lease_headroom = 4096;       // blocks leased ahead of need per meta commit
     std::uint32_t chunk_cache = 32;            // decrypted chunk slots per stream
+    // A stream's journal is compacted into a snapshot once it passes this many bytes (and
+    // four times the snapshot's size); 0: never.
+    std::uint64_t journal_compact_bytes = std::uint64_t{64} << 20;
 };
 
 inline constexpr std::uint32_t key_bits_min = 8;

@@ -3,6 +3,7 @@
 #include "dataplane/errc.h"
 #include "dataplane/store/format.h"
 #include "dataplane/store/key_store.h"
+#include "dataplane/store/seal.h"
 #include "tests/unit/store_fixture.h"
 
 #include <fcntl.h>
@@ -33,14 +34,16 @@ protected:
         open_store();
     }
 
-    void open_store() {
+    // Opens the store and stream `id` (created with _own if missing).
+    void open_store(stream_id id = stream_id{7}) {
+        _s = nullptr;
         _store.reset();
         auto s = key_store::open(_config);
         ASSERT_TRUE(s.has_value()) << s.error().message();
         _store = std::move(*s);
-        auto st = _store->find(stream_id{7});
+        auto st = _store->find(id);
         if (!st) {
-            st = _store->create_stream(stream_id{7}, _own);
+            st = _store->create_stream(id, _own);
         }
         ASSERT_TRUE(st.has_value()) << st.error().message();
         _s = *st;
@@ -237,6 +240,108 @@ TEST_F(store_test, batched_journal_records_replay_every_state) {
         EXPECT_EQ(out, keys[i].bytes) << i;
     }
     EXPECT_EQ(_s->status().reservations, keys.size() - gone.size());
+}
+
+// Compaction: past journal_compact_bytes the journal is rewritten as a snapshot (consumed
+// blocks of the window, live reservations, partial multicast deliveries) in the next
+// generation's file. After any number of compactions and a reopen, live keys keep their bytes,
+// delivered and expired ones stay gone, and no consumed block (the peer's share included) can
+// be reserved again.
+TEST_F(store_test, compacted_journal_keeps_every_state_and_stays_small) {
+    _s = nullptr;
+    _store.reset();
+    _own = ownership{2, 0}; // even seqs ours, odd the peer's
+    _config.journal_compact_bytes = 4096;
+    open_store(stream_id{11});
+    ingest(900);
+    struct kept {
+        key_id id;
+        std::vector<std::byte> bytes;
+    };
+    std::vector<kept> live;
+    std::vector<key_id> gone;
+    std::vector<seq_t> consumed_peer_seqs;
+    const std::array<sae_id, 2> two_slaves{slave_sae, sae_id{3}};
+    key_id multicast{};
+    std::vector<std::byte> multicast_bytes(32);
+    seq_t next_peer = 1;
+    for (int round = 0; round < 40; ++round) {
+        for (int i = 0; i < 8; ++i) {
+            std::vector<std::byte> out(32);
+            auto r = _s->reserve(request(256), out);
+            ASSERT_TRUE(r.has_value()) << r.error().message();
+            live.push_back({r->id, out});
+        }
+        // A peer key on its share, delivered here: its block must stay consumed.
+        auto pid = random_key_id();
+        const std::array<seq_t, 1> peer{next_peer};
+        next_peer += 2;
+        ASSERT_TRUE(_s->reserve_specific(*pid, request(256), peer, {}).has_value());
+        std::vector<std::byte> got(32);
+        ASSERT_TRUE(_s->deliver(*pid, slave_sae, got).has_value());
+        consumed_peer_seqs.push_back(peer[0]);
+        gone.push_back(*pid);
+        for (int i = 0; i < 7; ++i) { // deliver the oldest five, expire the next two
+            kept k = live.front();
+            live.erase(live.begin());
+            if (i < 5) {
+                ASSERT_TRUE(_s->deliver(k.id, slave_sae, got).has_value());
+            } else {
+                ASSERT_TRUE(_s->expire_key(k.id).has_value());
+            }
+            gone.push_back(k.id);
+        }
+        if (round == 5) { // a multicast key one slave of two has
+            auto m = _s->reserve({256, master_sae, two_slaves}, multicast_bytes);
+            ASSERT_TRUE(m.has_value());
+            multicast = m->id;
+            ASSERT_TRUE(_s->deliver(multicast, slave_sae, got).has_value());
+        }
+        commit();
+    }
+    // Compacted at least once: a later generation, and the journal stays near the snapshot.
+    std::uint64_t journal_bytes = 0;
+    int journals = 0;
+    for (const auto& e : std::filesystem::directory_iterator(_config.dir + "/stream-0000000b")) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("journal", 0) == 0) {
+            ++journals;
+            EXPECT_NE(name, "journal") << "never compacted";
+            journal_bytes = e.file_size();
+        }
+    }
+    EXPECT_EQ(journals, 1);
+    EXPECT_LT(journal_bytes, 3 * 4096u);
+
+    open_store(stream_id{11}); // replay the snapshot and what followed it
+    for (const key_id& id : gone) {
+        auto found = _s->find_key(id);
+        ASSERT_FALSE(found.has_value());
+        EXPECT_EQ(found.error(), errc::unknown_key);
+    }
+    for (const kept& k : live) {
+        std::vector<std::byte> out(32);
+        auto n = _s->read_key(k.id, out);
+        ASSERT_TRUE(n.has_value()) << n.error().message();
+        EXPECT_EQ(out, k.bytes);
+    }
+    std::vector<std::byte> got(32);
+    auto twice = _s->deliver(multicast, slave_sae, got);
+    ASSERT_FALSE(twice.has_value());
+    EXPECT_EQ(twice.error(), errc::already_delivered);
+    ASSERT_TRUE(_s->deliver(multicast, sae_id{3}, got).has_value());
+    EXPECT_EQ(got, multicast_bytes);
+    for (const seq_t seq : consumed_peer_seqs) { // a resent notice must not revive it
+        auto again = random_key_id();
+        const std::array<seq_t, 1> peer{seq};
+        auto revived = _s->reserve_specific(*again, request(256), peer, {});
+        ASSERT_FALSE(revived.has_value()) << seq;
+        EXPECT_EQ(revived.error(), errc::block_unavailable) << seq;
+    }
+    auto fresh = random_key_id(); // the control: an unused peer block is still free
+    const std::array<seq_t, 1> unused{next_peer};
+    EXPECT_TRUE(_s->reserve_specific(*fresh, request(256), unused, {}).has_value());
+    EXPECT_EQ(_s->status().reservations, live.size() + 1);
 }
 
 TEST_F(store_test, uncommitted_reservation_is_gone_and_its_block_never_reused) {
@@ -575,6 +680,54 @@ TEST_F(store_test, corrupt_meta_stops_only_that_stream) {
     EXPECT_EQ((*s)->find(stream_id{7}).error(), errc::meta_corrupt);
     EXPECT_TRUE((*s)->find(stream_id{8}).has_value());
     EXPECT_EQ((*s)->find(stream_id{99}).error(), errc::unknown_stream);
+}
+
+// A store written before meta version 2 (96-byte record, checksum after capacity, no journal
+// generation) still opens with its reservations, and moves to version 2 at its next meta.
+TEST_F(store_test, version_1_meta_still_opens) {
+    ingest(10);
+    std::array<std::byte, 32> key{};
+    auto r = _s->reserve(request(256), key);
+    ASSERT_TRUE(r.has_value());
+    commit();
+    _s = nullptr;
+    _store.reset();
+    const std::string meta = _config.dir + "/stream-00000007/meta";
+    const int fd = ::open(meta.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    for (std::uint64_t slot = 0; slot < 2; ++slot) {
+        meta_record m{};
+        ASSERT_EQ(::pread(fd, &m, sizeof m, static_cast<off_t>(slot * page_bytes)),
+                  static_cast<ssize_t>(sizeof m));
+        if (m.magic != meta_magic) {
+            continue;
+        }
+        std::array<std::byte, sizeof(meta_record)> v1{};
+        m.version = 1;
+        std::memcpy(v1.data(), &m, meta_v1_checked_bytes);
+        const std::uint64_t sum = checksum64(v1.data(), meta_v1_checked_bytes);
+        std::memcpy(v1.data() + meta_v1_checked_bytes, &sum, 8);
+        ASSERT_EQ(::pwrite(fd, v1.data(), v1.size(), static_cast<off_t>(slot * page_bytes)),
+                  static_cast<ssize_t>(v1.size()));
+    }
+    ::close(fd);
+    open_store();
+    std::array<std::byte, 32> again{};
+    auto n = _s->read_key(r->id, again);
+    ASSERT_TRUE(n.has_value()) << n.error().message();
+    EXPECT_EQ(again, key);
+    commit(); // nothing staged: open's own commit already wrote a version 2 meta
+    meta_record now{};
+    const int rd = ::open(meta.c_str(), O_RDONLY);
+    ASSERT_GE(rd, 0);
+    bool v2 = false;
+    for (std::uint64_t slot = 0; slot < 2; ++slot) {
+        ASSERT_EQ(::pread(rd, &now, sizeof now, static_cast<off_t>(slot * page_bytes)),
+                  static_cast<ssize_t>(sizeof now));
+        v2 = v2 || now.version == meta_version;
+    }
+    ::close(rd);
+    EXPECT_TRUE(v2);
 }
 
 TEST_F(store_test, power_mode_and_block_size_mismatch) {
