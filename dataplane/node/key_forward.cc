@@ -1,5 +1,6 @@
 #include "dataplane/node/key_forward.h"
 
+#include <algorithm>
 #include <new>
 
 #include "engine/secure.h"
@@ -42,7 +43,9 @@ std::optional<std::uint32_t> forward_pool::acquire() noexcept {
 void forward_pool::release(std::uint32_t index) noexcept {
     forward_call& c = *_calls[index];
     secure_wipe(c.bytes.get(), c.bytes_used);
-    secure_wipe(c.ids.get(), sizeof(etsi014::key_id) * _limits.keys_max);
+    // Key IDs are public once answered; wiped anyway, as far as the call used them.
+    secure_wipe(c.ids.get(),
+                sizeof(etsi014::key_id) * std::min<std::size_t>(c.number, _limits.keys_max));
     c.bytes_used = 0;
     c.error.clear();
     _free.push_back(index);

@@ -14,7 +14,7 @@
 // A call belongs to one shard at a time: the calling shard until it posts, the key shard
 // until it posts back. The rings' release and acquire order its memory; nothing in it is ever
 // touched by two threads at once, and no pointer crosses: messages carry the call's index.
-// Lives on: a forward_pool per calling shard; its calls as above.
+// Lives on: a forward_pool per calling shard, owned by node_runtime; its calls as above.
 #include <array>
 #include <cstddef>
 #include <cstdint>

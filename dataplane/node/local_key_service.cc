@@ -27,12 +27,12 @@ using etsi014::errc;
 
 local_key_service::local_key_service(const settings& cfg, local_source* source,
                                      const clock_source& clock, node_runtime* runtime,
-                                     std::size_t shard_index,
-                                     const forward_limits& forward)
+                                     std::size_t shard_index)
     : _cfg(cfg), _source(source), _clock(clock), _runtime(runtime), _shard_index(shard_index),
-      _pool(forward), _call_conn(forward_pool::calls_max, no_conn) {
+      _call_conn(forward_pool::calls_max, no_conn) {
     if (_runtime != nullptr) {
         _runtime->slot(_shard_index).service = this;
+        _pool = &_runtime->pool(_shard_index);
     }
 }
 
@@ -64,7 +64,7 @@ void local_key_service::end_request() noexcept {
     conn_calls& c = current();
     KEYRAIL_ASSERT(!c.in_flight, "request answered with a call away");
     if (c.call) {
-        _pool.release(*c.call);
+        _pool->release(*c.call);
         c.call.reset();
     }
     c.recorded = 0;
@@ -76,7 +76,7 @@ void local_key_service::on_close(std::uint32_t conn_slot) noexcept {
     }
     conn_calls& c = _conns[conn_slot];
     if (c.call && !c.in_flight) {
-        _pool.release(*c.call);
+        _pool->release(*c.call);
     } else if (c.call) {
         _call_conn[*c.call] = no_conn; // away: freed when it comes back
     }
@@ -111,12 +111,12 @@ result<local_key_service::next_call> local_key_service::next(forward_call::op wh
         return fail(errc::unavailable);
     }
     if (!c.call) {
-        c.call = _pool.acquire();
+        c.call = _pool->acquire();
         if (!c.call) {
             return fail(errc::unavailable); // calls_max requests away at once
         }
     }
-    forward_call& call = _pool.at(*c.call);
+    forward_call& call = _pool->at(*c.call);
     call.what = what;
     call.error.clear();
     return next_call{nullptr, &call};
@@ -141,14 +141,14 @@ void local_key_service::on_forward_done(engine::shard_context& shard,
     const std::uint32_t slot = index < _call_conn.size() ? _call_conn[index] : no_conn;
     if (slot == no_conn || slot >= _conns.size() || !_conns[slot].in_flight ||
         _conns[slot].call != index) {
-        if (_pool.valid(index)) {
-            _pool.release(index); // its connection closed meanwhile
+        if (_pool->valid(index)) {
+            _pool->release(index); // its connection closed meanwhile
         }
         return;
     }
     _call_conn[index] = no_conn;
     conn_calls& c = _conns[slot];
-    const forward_call& call = _pool.at(index);
+    const forward_call& call = _pool->at(index);
     c.in_flight = false;
     c.log[c.recorded++] = call_record{call.what, call.error, call.counts};
     (void)shard.wake(c.id); // handled again from the start; the record answers
@@ -167,14 +167,13 @@ local_source* local_key_service::source_of(std::uint32_t link) const noexcept {
 void local_key_service::execute_forward(engine::shard_context& shard, std::size_t from,
                                         std::uint32_t index) noexcept {
     KEYRAIL_ASSERT(on_key_shard(), "forwarded call executed on shard %zu", _shard_index);
-    local_key_service* caller = from < _runtime->shard_count() ? _runtime->slot(from).service
-                                                              : nullptr;
-    if (caller == nullptr || !caller->_pool.valid(index)) {
+    if (from >= _runtime->shard_count() || !_runtime->pool(from).valid(index)) {
         KEYRAIL_LOG(error, "node", "forwarded call %u of shard %zu: no such call", index, from);
         return;
     }
-    forward_call& call = caller->_pool.at(index);
-    const forward_limits& lim = caller->_pool.limits();
+    forward_pool& pool = _runtime->pool(from);
+    forward_call& call = pool.at(index);
+    const forward_limits& lim = pool.limits();
     result<void> r = fail(errc::unavailable);
     switch (call.what) {
     case forward_call::op::counts: {
@@ -222,7 +221,7 @@ void local_key_service::execute_forward(engine::shard_context& shard, std::size_
 
 void local_key_service::settle_forwards(bool committed) noexcept {
     for (const done_entry& d : _executed) {
-        forward_call& call = _runtime->slot(d.from).service->_pool.at(d.index);
+        forward_call& call = _runtime->pool(d.from).at(d.index);
         if (!committed && !call.error && call.what != forward_call::op::counts) {
             secure_wipe(call.bytes.get(), call.bytes_used);
             call.error = make_error_code(errc::unavailable); // nothing of it is durable
@@ -415,7 +414,7 @@ result<void> local_key_service::enc_keys(const etsi014::enc_request& req,
     const std::size_t key_bytes = std::size_t{req.size_bits / 8} * req.number;
     if (n->call != nullptr) {
         forward_call& call = *n->call;
-        if (req.number > _pool.limits().keys_max || key_bytes > _pool.limits().key_bytes_max ||
+        if (req.number > _pool->limits().keys_max || key_bytes > _pool->limits().key_bytes_max ||
             ids_out.size() < req.number || key_bytes_out.size() < key_bytes) {
             return fail(errc::buffer_too_small); // the handler checked against the same limits
         }
@@ -430,7 +429,7 @@ result<void> local_key_service::enc_keys(const etsi014::enc_request& req,
     if (n->record->error) {
         return fail(n->record->error);
     }
-    const forward_call& call = _pool.at(*current().call);
+    const forward_call& call = _pool->at(*current().call);
     std::copy_n(call.ids.get(), req.number, ids_out.begin());
     std::memcpy(key_bytes_out.data(), call.bytes.get(), key_bytes);
     return {};
@@ -472,7 +471,7 @@ result<void> local_key_service::dec_keys(const etsi014::dec_request& req,
     const std::size_t count = req.ids.size();
     if (n->call != nullptr) {
         forward_call& call = *n->call;
-        if (count > _pool.limits().keys_max || key_bytes_each_out.size() < count) {
+        if (count > _pool->limits().keys_max || key_bytes_each_out.size() < count) {
             return fail(errc::buffer_too_small);
         }
         call.caller = *caller;
@@ -480,13 +479,13 @@ result<void> local_key_service::dec_keys(const etsi014::dec_request& req,
         call.may_wait = _may_wait;
         call.number = static_cast<std::uint32_t>(count);
         std::copy(req.ids.begin(), req.ids.end(), call.ids.get());
-        call.key_room = std::min(key_bytes_out.size(), _pool.limits().key_bytes_max);
+        call.key_room = std::min(key_bytes_out.size(), _pool->limits().key_bytes_max);
         return post();
     }
     if (n->record->error) {
         return fail(n->record->error);
     }
-    const forward_call& call = _pool.at(*current().call);
+    const forward_call& call = _pool->at(*current().call);
     std::size_t total = 0;
     for (std::size_t i = 0; i < count; ++i) {
         key_bytes_each_out[i] = call.sizes[i];

@@ -51,10 +51,9 @@ class local_key_service final : public etsi014::key_service {
 public:
     // source may be null: pairs homed here get 503. runtime may be null (no links, one shard;
     // tests). shard_index: the shard this instance serves; off the key shard, the source calls
-    // are forwarded with buffers of forward.
+    // are forwarded in the calls of runtime->pool(shard_index).
     local_key_service(const settings& cfg, local_source* source, const clock_source& clock,
-                      node_runtime* runtime = nullptr, std::size_t shard_index = 0,
-                      const forward_limits& forward = {});
+                      node_runtime* runtime = nullptr, std::size_t shard_index = 0);
     ~local_key_service() override;
     local_key_service(const local_key_service&) = delete;
     local_key_service& operator=(const local_key_service&) = delete;
@@ -155,7 +154,7 @@ private:
     engine::connection_id _conn{};
     bool _may_wait = false;
     std::uint32_t _call_index = 0; // source calls of the current request so far
-    forward_pool _pool;
+    forward_pool* _pool = nullptr; // the runtime's pool of this shard (off the key shard)
     std::vector<conn_calls> _conns; // by connection slot
     // By pool call: the connection slot waiting for it (no_conn: none; closed meanwhile).
     static constexpr std::uint32_t no_conn = ~std::uint32_t{0};

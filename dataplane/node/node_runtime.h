@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "dataplane/node/key_forward.h"
 #include "dataplane/node/peer_link.h"
 #include "engine/protocol.h"
 
@@ -37,13 +38,23 @@ public:
     // commit, and every source call (other shards forward theirs, key_forward.h).
     static constexpr std::size_t key_shard = 0;
 
-    node_runtime(std::size_t shard_count, std::vector<peer_link*> links)
+    // forward: the buffers of one request's keys, for each shard's forward_pool.
+    node_runtime(std::size_t shard_count, std::vector<peer_link*> links,
+                 const forward_limits& forward = {})
         : _slots(std::make_unique<shard_slot[]>(shard_count)), _shard_count(shard_count),
-          _links(std::move(links)) {}
+          _links(std::move(links)),
+          _pools(std::make_unique<std::unique_ptr<forward_pool>[]>(shard_count)) {
+        for (std::size_t i = 0; i < shard_count; ++i) {
+            _pools[i] = std::make_unique<forward_pool>(forward);
+        }
+    }
 
     [[nodiscard]] shard_slot& slot(std::size_t shard) noexcept { return _slots[shard]; }
     [[nodiscard]] std::size_t shard_count() const noexcept { return _shard_count; }
     [[nodiscard]] const std::vector<peer_link*>& links() const noexcept { return _links; }
+    // Shard `shard`'s forwarded calls (key_forward.h). Owned here, not by the shard's
+    // protocol, so a call the key shard still holds outlives a shard that stopped first.
+    [[nodiscard]] forward_pool& pool(std::size_t shard) noexcept { return *_pools[shard]; }
 
     // From any shard: the shard that holds link's connection sends its queued notices soon
     // (one message per batch of requests). Nothing happens while the link is down: the
@@ -79,6 +90,7 @@ private:
     std::unique_ptr<shard_slot[]> _slots;
     std::size_t _shard_count;
     std::vector<peer_link*> _links;
+    std::unique_ptr<std::unique_ptr<forward_pool>[]> _pools;
 };
 
 } // namespace keyrail::dataplane::node

@@ -412,9 +412,15 @@ result<void> stream::recover() noexcept {
     _segment_consumed.assign(_segments.size(), 0);
 
     _journal_gen = best.journal_gen;
-    _journal_fd = ::open(journal_path(_journal_gen).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    _next_gen = _journal_gen + 1;
+    // Generation 0 may be missing in an old store (nothing journalled yet); a compacted one
+    // named by the meta must be there, or its reservations are gone: refuse, never start empty.
+    _journal_fd = ::open(journal_path(_journal_gen).c_str(),
+                         O_RDWR | O_CLOEXEC | (_journal_gen == 0 ? O_CREAT : 0), 0600);
     if (_journal_fd < 0) {
-        return fail(errno_error(errno));
+        KEYRAIL_LOG(error, "store", "%s: %s", journal_path(_journal_gen).c_str(),
+                    std::strerror(errno));
+        return fail(errc::journal_corrupt);
     }
     if (auto r = replay_journal(best.journal_bytes); !r) {
         return r;
@@ -640,6 +646,12 @@ void stream::replay_reserve(const key_id& id, sae_id master, std::uint32_t bits,
     const reserve_request req{bits, master, slaves};
     auto blocks = blocks_for_key(bits, _block_bytes);
     ok = ok && blocks && *blocks == n;
+    for (std::size_t i = 0; ok && i < n; ++i) {
+        // A block already reserved or consumed cannot be reserved again (a checksummed but
+        // inconsistent journal): skip the key rather than revive the block.
+        const block_state st = state_of(_scratch[i]);
+        ok = st == block_state::absent || st == block_state::available;
+    }
     auto slot = ok ? add_reservation(id, req, std::span<const seq_t>(_scratch.data(), n))
                    : result<std::uint32_t>(fail(errc::journal_corrupt));
     if (slot) {
@@ -1087,6 +1099,10 @@ result<void> stream::write_meta(std::uint64_t journal_bytes, std::uint64_t lease
     _nonce_high = nonce_high;
     _base_durable = _base;
     _meta_dirty = false;
+    if (_stale_gen_pending) { // both slots now name a later generation
+        ::unlink(journal_path(_stale_gen).c_str());
+        _stale_gen_pending = false;
+    }
     return {};
 }
 
@@ -1307,14 +1323,17 @@ std::size_t stream::snapshot_estimate() const noexcept {
 }
 
 void stream::maybe_compact() noexcept {
-    if (_compact_bytes == 0 || _journal_durable < _compact_bytes || !_journal_pending.empty() ||
+    if (_compact_bytes == 0 || _journal_durable < _compact_bytes ||
+        _journal_durable < _compact_retry_at || !_journal_pending.empty() ||
         _journal_durable < 4 * static_cast<std::uint64_t>(snapshot_estimate())) {
         return;
     }
     if (auto r = compact_journal(); !r) {
-        // The old journal stays in use; the next commit past the threshold tries again.
-        KEYRAIL_LOG(warn, "store", "%s: journal compaction failed: %s", _dir.c_str(),
-                    r.error().message().c_str());
+        // The old journal stays in use. Not again on every commit (a full disk would stall
+        // each one): once it has grown by another journal_compact_bytes.
+        _compact_retry_at = _journal_durable + _compact_bytes;
+        KEYRAIL_LOG(warn, "store", "%s: journal compaction failed (%s); next try past %" PRIu64
+                    " bytes", _dir.c_str(), r.error().message().c_str(), _compact_retry_at);
     }
 }
 
@@ -1373,8 +1392,9 @@ result<void> stream::compact_journal() noexcept {
     journal_close();
     std::swap(snapshot, _journal_pending); // the commit's buffer (empty) is back
 
-    // 3. The next generation's file, durable before the meta names it.
-    const std::uint64_t gen = _journal_gen + 1;
+    // 3. The next generation's file, durable before the meta names it. Each attempt takes a
+    // fresh number: a failed meta write may still have named the previous attempt's file.
+    const std::uint64_t gen = _next_gen++;
     const std::string path = journal_path(gen);
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -1392,18 +1412,22 @@ result<void> stream::compact_journal() noexcept {
         ::unlink(path.c_str());
         return written;
     }
-    // 4. The commit point: the meta names the new generation and its length.
+    // 4. The commit point: the meta names the new generation and its length. If it fails,
+    // the file stays (the page may have reached the disk); open removes whatever the meta it
+    // picks does not name.
     const std::uint64_t old_gen = _journal_gen;
     _journal_gen = gen;
     if (auto r = write_meta(snapshot.size(), _lease_high, _nonce_high); !r) {
-        _journal_gen = old_gen; // the old journal stays; a retry overwrites this file
+        _journal_gen = old_gen;
         ::close(fd);
-        ::unlink(path.c_str());
         return r;
     }
     ::close(_journal_fd);
     _journal_fd = fd;
-    ::unlink(journal_path(old_gen).c_str());
+    // The other meta slot still names the old generation (open falls back to it if this
+    // slot tears): remove that file once the next meta has replaced it too.
+    _stale_gen = old_gen;
+    _stale_gen_pending = true;
     KEYRAIL_LOG(info, "store", "%s: journal compacted: %" PRIu64 " bytes -> %zu (generation %" PRIu64 ")",
                 _dir.c_str(), _journal_durable, snapshot.size(), gen);
     _journal_durable = snapshot.size();
@@ -1455,7 +1479,8 @@ void stream::journal_batch_add(std::uint32_t type, const void* common, std::uint
         std::uint32_t size = 0;
         std::memcpy(&open_type, p, 4);
         std::memcpy(&size, p + 4, 4);
-        if (open_type == type && size + entry_size <= journal_batch_body_max &&
+        if (open_type == type && size >= common_size &&
+            size + entry_size <= journal_batch_body_max &&
             (common_size == 0 || std::memcmp(p + journal_header_bytes, common, common_size) == 0)) {
             const std::size_t at = _journal_pending.size();
             _journal_pending.resize(at + entry_size);

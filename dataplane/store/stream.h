@@ -256,7 +256,13 @@ private:
     std::vector<int> _dirty_fds;
     std::vector<std::byte> _journal_pending;
     std::uint64_t _journal_gen = 0;
-    std::uint64_t _compact_bytes = 0; // store_config::journal_compact_bytes
+    std::uint64_t _next_gen = 1;          // the next compaction attempt's generation
+    std::uint64_t _compact_bytes = 0;     // store_config::journal_compact_bytes
+    std::uint64_t _compact_retry_at = 0;  // after a failed compaction: not below this size
+    // The generation a compaction replaced: the other meta slot names it until the next meta
+    // write, which removes it.
+    std::uint64_t _stale_gen = 0;
+    bool _stale_gen_pending = false;
     // The open batch record in _journal_pending (its offset), or npos.
     std::size_t _journal_open = static_cast<std::size_t>(-1);
     std::vector<seq_t> _wipe_pending;

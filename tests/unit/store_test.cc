@@ -342,6 +342,21 @@ TEST_F(store_test, compacted_journal_keeps_every_state_and_stays_small) {
     const std::array<seq_t, 1> unused{next_peer};
     EXPECT_TRUE(_s->reserve_specific(*fresh, request(256), unused, {}).has_value());
     EXPECT_EQ(_s->status().reservations, live.size() + 1);
+    commit();
+
+    // The generation the meta names is gone: the stream refuses to open, never starts empty.
+    _s = nullptr;
+    _store.reset();
+    for (const auto& e : std::filesystem::directory_iterator(_config.dir + "/stream-0000000b")) {
+        if (e.path().filename().string().rfind("journal-", 0) == 0) {
+            std::filesystem::remove(e.path());
+        }
+    }
+    auto reopened = key_store::open(_config);
+    ASSERT_TRUE(reopened.has_value());
+    auto lost = (*reopened)->find(stream_id{11});
+    ASSERT_FALSE(lost.has_value());
+    EXPECT_EQ(lost.error(), errc::journal_corrupt);
 }
 
 TEST_F(store_test, uncommitted_reservation_is_gone_and_its_block_never_reused) {

@@ -447,13 +447,10 @@ int run_node(const std::string& config_path) {
     l.tls.ca_file = cfg.tls.sae_ca;
     l.tls.verify_depth = cfg.tls.verify_depth;
     l.make_protocol = [&settings, source_ptr, limits, &runtime](std::size_t shard) {
-        // Off the key shard, key calls are forwarded with buffers for one request's keys.
-        const node::forward_limits forward{limits.workspace.keys_max,
-                                           limits.workspace.key_bytes_max};
         return std::make_unique<node::etsi_protocol>(
             settings,
             std::make_unique<node::local_key_service>(settings, source_ptr, clock, runtime.get(),
-                                                      shard, forward),
+                                                      shard),
             limits, runtime.get(), shard);
     };
     sc.listeners.push_back(std::move(l));
@@ -513,7 +510,10 @@ int run_node(const std::string& config_path) {
                             std::to_string(cfg.node.sae_api.port) + ": " +
                             server.error().message());
     }
-    runtime = std::make_unique<node::node_runtime>((*server)->shard_count(), link_ptrs);
+    // Off the key shard, key calls are forwarded with buffers for one request's keys.
+    runtime = std::make_unique<node::node_runtime>(
+        (*server)->shard_count(), link_ptrs,
+        node::forward_limits{limits.workspace.keys_max, limits.workspace.key_bytes_max});
     KEYRAIL_LOG(info, "keyraild", "ready: node %s, SAE API on %s port %u, %zu shards, %zu SAEs",
                 cfg.node.id.c_str(), cfg.node.sae_api.address.c_str(), (*server)->port(0),
                 (*server)->shard_count(), cfg.saes.size());
