@@ -15,8 +15,11 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace keyrail::dataplane {
 
@@ -1100,7 +1103,13 @@ result<void> stream::write_meta(std::uint64_t journal_bytes, std::uint64_t lease
     _base_durable = _base;
     _meta_dirty = false;
     if (_stale_gen_pending) { // both slots now name a later generation
-        ::unlink(journal_path(_stale_gen).c_str());
+        // Freeing a journal of hundreds of MB takes ext4 tens of ms: not on this thread.
+        // The name is unique to its generation, so nothing else uses it meanwhile.
+        try {
+            std::thread([path = journal_path(_stale_gen)] { ::unlink(path.c_str()); }).detach();
+        } catch (const std::system_error&) {
+            ::unlink(journal_path(_stale_gen).c_str());
+        }
         _stale_gen_pending = false;
     }
     return {};
@@ -1283,6 +1292,7 @@ result<std::uint32_t> stream::add_reservation(const key_id& id, const reserve_re
     std::copy(req.slaves.begin(), req.slaves.end(), r.slaves.begin());
     r.used = true;
     _slots[slot] = r;
+    _slots_high = std::max(_slots_high, slot + 1);
     index_insert(id, slot);
     ++_reservations;
     return slot;
@@ -1338,49 +1348,62 @@ void stream::maybe_compact() noexcept {
 }
 
 result<void> stream::compact_journal() noexcept {
+    const auto started = std::chrono::steady_clock::now();
     // The snapshot, built with the journal writers into a buffer of its own.
     std::vector<std::byte> snapshot;
     snapshot.reserve(snapshot_estimate() + 4096);
     std::swap(snapshot, _journal_pending);
-    // 1. The window's consumed blocks, a bit each, in records of at most the batch size.
-    seq_t end = _base;
-    for (seq_t seq = _base; seq < _base + _capacity; ++seq) {
-        if (consumed(state_ref(seq))) {
-            end = seq + 1;
-        }
-    }
-    constexpr std::uint32_t bits_per_record =
-        static_cast<std::uint32_t>((journal_batch_body_max - 16) * 8);
-    std::vector<std::byte> body(journal_batch_body_max);
-    for (seq_t first = _base; first < end; first += bits_per_record) {
-        const auto count =
-            static_cast<std::uint32_t>(std::min<std::uint64_t>(bits_per_record, end - first));
-        std::fill(body.begin(), body.end(), std::byte{0});
-        std::memcpy(body.data(), &first, 8);
-        std::memcpy(body.data() + 8, &count, 4);
-        for (std::uint32_t i = 0; i < count; ++i) {
-            if (consumed(state_ref(first + i))) {
-                body[16 + i / 8] |= static_cast<std::byte>(1u << (i % 8));
+    // 1. The window's consumed blocks, a bit each, in records of at most the batch size. One
+    // pass over the state ring in ring order (no modulo per block), then the records.
+    std::vector<std::uint8_t> bits((_capacity + 7) / 8, 0);
+    std::uint64_t used_bits = 0; // one past the last consumed offset from _base
+    {
+        const std::size_t start = ring_index(_base);
+        for (std::uint64_t off = 0; off < _capacity; ++off) {
+            std::size_t i = start + off;
+            i = i >= _capacity ? i - _capacity : i;
+            if (consumed(_state[i])) {
+                bits[off / 8] = static_cast<std::uint8_t>(bits[off / 8] | (1u << (off % 8)));
+                used_bits = off + 1;
             }
         }
+    }
+    constexpr std::uint64_t bits_per_record = (journal_batch_body_max - 16) * 8; // whole bytes
+    for (std::uint64_t off = 0; off < used_bits; off += bits_per_record) {
+        const auto count = static_cast<std::uint32_t>(std::min(bits_per_record, used_bits - off));
+        const seq_t first = _base + off;
         const std::uint32_t size = 16 + (count + 7) / 8;
         const std::size_t at = _journal_pending.size();
         _journal_pending.resize(at + journal_header_bytes + size + 8);
         std::byte* p = _journal_pending.data() + at;
         std::memcpy(p, &journal_consumed, 4);
         std::memcpy(p + 4, &size, 4);
-        std::memcpy(p + journal_header_bytes, body.data(), size);
+        std::memcpy(p + journal_header_bytes, &first, 8);
+        std::memcpy(p + journal_header_bytes + 8, &count, 4);
+        std::memset(p + journal_header_bytes + 12, 0, 4);
+        std::memcpy(p + journal_header_bytes + 16, bits.data() + off / 8, (count + 7) / 8);
+        if (count % 8 != 0) { // bits past count belong to the next record: clear them
+            p[journal_header_bytes + 16 + count / 8] &=
+                static_cast<std::byte>((1u << (count % 8)) - 1);
+        }
         const std::uint64_t sum = checksum64(p, journal_header_bytes + size);
         std::memcpy(p + journal_header_bytes + size, &sum, 8);
     }
-    // 2. Every live reservation, then the slaves that already have a multicast key.
-    for (const reservation& r : _slots) {
+    // 2. Every live reservation (slots are reused lowest first: none lies at or above
+    // _slots_high), then the slaves that already have a multicast key.
+    std::vector<std::uint32_t> partial;
+    for (std::uint32_t slot = 0; slot < _slots_high; ++slot) {
+        const reservation& r = _slots[slot];
         if (r.used) {
             journal_reservation(r);
+            if (r.delivered_mask != 0) {
+                partial.push_back(slot);
+            }
         }
     }
-    for (const reservation& r : _slots) {
-        for (std::uint8_t i = 0; r.used && i < r.slave_count; ++i) {
+    for (const std::uint32_t slot : partial) {
+        const reservation& r = _slots[slot];
+        for (std::uint8_t i = 0; i < r.slave_count; ++i) {
             if ((r.delivered_mask >> i) & 1u) {
                 std::byte entry[17];
                 std::memcpy(entry, r.id.bytes.data(), 16);
@@ -1428,8 +1451,14 @@ result<void> stream::compact_journal() noexcept {
     // slot tears): remove that file once the next meta has replaced it too.
     _stale_gen = old_gen;
     _stale_gen_pending = true;
-    KEYRAIL_LOG(info, "store", "%s: journal compacted: %" PRIu64 " bytes -> %zu (generation %" PRIu64 ")",
-                _dir.c_str(), _journal_durable, snapshot.size(), gen);
+    const auto took_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::steady_clock::now() - started)
+                             .count();
+    KEYRAIL_LOG(info, "store",
+                "%s: journal compacted: %" PRIu64 " bytes -> %zu (generation %" PRIu64
+                ", %lld us)",
+                _dir.c_str(), _journal_durable, snapshot.size(), gen,
+                static_cast<long long>(took_us));
     _journal_durable = snapshot.size();
     return {};
 }

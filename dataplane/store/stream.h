@@ -270,6 +270,7 @@ private:
     std::vector<std::uint64_t> _unlink_pending; // reclaimed segment numbers
     std::vector<detail::reservation> _slots;
     std::vector<std::uint32_t> _free_slots;
+    std::uint32_t _slots_high = 0; // one past the highest slot ever used (compaction scans)
     // Open addressing over key IDs: (low 32 bits of the ID's hash) << 32 | (slot + 1), 0
     // empty. Probes compare the stored hash first, so a probe past other keys touches only
     // this array, not their reservations.
