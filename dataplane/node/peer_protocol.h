@@ -1,6 +1,6 @@
 #pragma once
-// The peer protocol on the engine: one instance per shard, serving the peer listener's
-// connections and (on the home shard) the links this node dials. Frames are
+// The peer protocol on the engine: one instance per shard; keyraild's peer listener accepts
+// only on the key shard, which also dials the links, so only that instance has connections. Frames are
 // dataplane/proto's; this is the connection layer above them.
 //
 // A connection carries one link. Both sides send Hello at once (node id, versions, a fresh
@@ -11,7 +11,8 @@
 // the peer's group commit; expired keys go out as Void; Ping/Pong and StreamWatermark every
 // second. Any frame that fails verification, or arrives out of order, closes the connection
 // with a logged reason.
-// Lives on: its shard; the links it touches are shared (peer_link, local_source locks).
+// Lives on: its shard; the links it touches are shared (peer_link's atomics and small lock),
+// their local_source is the key shard's alone.
 #include <array>
 #include <cstddef>
 #include <cstdint>
