@@ -399,6 +399,10 @@ void parse_store(const parse_context &ctx, const YAML::Node &node, config &cfg) 
         cfg.store.reservations_max = static_cast<std::uint32_t>(
             as_uint_in(ctx, v, m.child("reservations_max"), 1, reservations_max_max));
     }
+    if (const YAML::Node v = m.get("journal_compact_mb"); v.IsDefined()) {
+        cfg.store.journal_compact_mb = static_cast<std::uint32_t>(
+            as_uint_in(ctx, v, m.child("journal_compact_mb"), 0, 1u << 20));
+    }
     m.finish();
 }
 

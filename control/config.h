@@ -72,6 +72,9 @@ struct store_config {
     // memory). When full, enc_keys answers 503 until keys are fetched or expire
     // (limits.key_expiry_s).
     std::uint32_t reservations_max = 1u << 14;
+    // A stream's journal is compacted into a snapshot once it passes this many MiB (and four
+    // times the snapshot); 0: never (the journal then grows with every key).
+    std::uint32_t journal_compact_mb = 64;
 };
 
 enum class link_kind { qkd }; // pqc and hybrid come later

@@ -317,5 +317,15 @@ TEST(config, store_reservations_max_defaults_and_bounds) {
     EXPECT_NE(huge.find("node.yaml:"), std::string::npos) << huge;
 }
 
+TEST(config, store_journal_compact_mb_defaults_and_bounds) {
+    EXPECT_EQ(parse(test::config_example).store.journal_compact_mb, 64u);
+    const config never = parse(edited("  capacity_blocks: 1048576\n",
+                                      "  capacity_blocks: 1048576\n  journal_compact_mb: 0\n"));
+    EXPECT_EQ(never.store.journal_compact_mb, 0u);
+    const std::string bad = error_of(edited(
+        "  capacity_blocks: 1048576\n", "  capacity_blocks: 1048576\n  journal_compact_mb: -1\n"));
+    EXPECT_NE(bad.find("store.journal_compact_mb"), std::string::npos) << bad;
+}
+
 } // namespace
 } // namespace keyrail::control

@@ -141,6 +141,7 @@ dp::store_config make_store_config(const control::config& cfg) {
     s.block_bytes = cfg.store.block_bits / 8;
     s.capacity_blocks = cfg.store.capacity_blocks;
     s.reservations_max = cfg.store.reservations_max;
+    s.journal_compact_bytes = std::uint64_t{cfg.store.journal_compact_mb} << 20;
     return s;
 }
 
