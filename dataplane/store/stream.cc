@@ -1368,26 +1368,18 @@ result<void> stream::compact_journal() noexcept {
             }
         }
     }
+    // Each record is its own: its [first seq 8][count 4][pad 4] differ from every other's.
+    // Only the last is short, and no bit past used_bits is set.
     constexpr std::uint64_t bits_per_record = (journal_batch_body_max - 16) * 8; // whole bytes
     for (std::uint64_t off = 0; off < used_bits; off += bits_per_record) {
         const auto count = static_cast<std::uint32_t>(std::min(bits_per_record, used_bits - off));
+        std::byte head[16] = {};
         const seq_t first = _base + off;
-        const std::uint32_t size = 16 + (count + 7) / 8;
-        const std::size_t at = _journal_pending.size();
-        _journal_pending.resize(at + journal_header_bytes + size + 8);
-        std::byte* p = _journal_pending.data() + at;
-        std::memcpy(p, &journal_consumed, 4);
-        std::memcpy(p + 4, &size, 4);
-        std::memcpy(p + journal_header_bytes, &first, 8);
-        std::memcpy(p + journal_header_bytes + 8, &count, 4);
-        std::memset(p + journal_header_bytes + 12, 0, 4);
-        std::memcpy(p + journal_header_bytes + 16, bits.data() + off / 8, (count + 7) / 8);
-        if (count % 8 != 0) { // bits past count belong to the next record: clear them
-            p[journal_header_bytes + 16 + count / 8] &=
-                static_cast<std::byte>((1u << (count % 8)) - 1);
-        }
-        const std::uint64_t sum = checksum64(p, journal_header_bytes + size);
-        std::memcpy(p + journal_header_bytes + size, &sum, 8);
+        std::memcpy(head, &first, 8);
+        std::memcpy(head + 8, &count, 4);
+        journal_batch_add(journal_consumed, head, sizeof head, bits.data() + off / 8,
+                          (count + 7) / 8);
+        journal_close();
     }
     // 2. Every live reservation (slots are reused lowest first: none lies at or above
     // _slots_high), then the slaves that already have a multicast key.
