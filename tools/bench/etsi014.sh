@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Suite etsi014: keyraild's ETSI 014 enc_keys against nginx serving static JSON of the same
 # size over the same TLS 1.3 mutual authentication, both driven by the same keyrail-bench
-# binary in the same run, so the ratio compares engines, not load tools.
+# binary in the same run, so the ratio compares engines, not load tools. A second reference,
+# keyrail-static (our engine serving the same bytes with no key work), splits keyraild's cost
+# into the engine's (TLS, HTTP, kernel: the ceiling for an answer of that size here) and the
+# key path's.
 #   1 x 256-bit key per request, and 100 x 256-bit keys per request;
 #   req/s and keys/s per server core (divided by the server's CPU share from /proc),
 #   p50/p99/p999 latency.
-# The server (keyraild with one shard, or nginx with one worker) runs on core 0,
+# The server (keyraild with one shard, nginx with one worker, keyrail-static with one shard)
+# runs on core 0,
 # keyrail-bench on core 1. Everything started here is stopped by PID on exit.
 # Usage: tools/bench/etsi014.sh --bin DIR --out FILE [--smoke] [--duration S]
 #   (normally through tools/bench.sh etsi014)
@@ -28,7 +32,7 @@ while (($#)); do
     *) echo "etsi014.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
-for tool in keyraild keyrail keyrail-bench; do
+for tool in keyraild keyrail keyrail-bench keyrail-static; do
     [[ -x "$bin/$tool" ]] || { echo "etsi014.sh: $bin/$tool not built" >&2; exit 2; }
 done
 command -v nginx >/dev/null || { echo "etsi014.sh: nginx missing (tools/setup.sh)" >&2; exit 2; }
@@ -81,6 +85,19 @@ for n in 1 100; do
     bench_wait_port "$port"
 done
 
+static_pids=()
+static_ports=()
+for n in 1 100; do
+    port=$(bench_free_port)
+    taskset -c "$server_cpu" "$bin/keyrail-static" --port "$port" \
+        --cert "$w/pki/nodes/bench-kme.crt" --key "$w/pki/nodes/bench-kme.key" \
+        --ca "$w/pki/ca/ca.crt" --body-dir "$w/www$n" 2>"$w/static$n.log" &
+    bench_pids+=("$!")
+    static_pids+=("$!")
+    static_ports+=("$port")
+    bench_wait_port "$port"
+done
+
 # run NAME PORT NUMBER SERVER_PID: one keyrail-bench run; writes $w/NAME.json and $w/NAME.cpu
 run() {
     local name=$1 port=$2 number=$3 pid=$4
@@ -102,8 +119,10 @@ run() {
 }
 
 run nginx_1 "${nginx_ports[0]}" 1 "${nginx_pids[0]}"
+run static_1 "${static_ports[0]}" 1 "${static_pids[0]}"
 run keyrail_1 "$node_port" 1 "$node_pid"
 run nginx_100 "${nginx_ports[1]}" 100 "${nginx_pids[1]}"
+run static_100 "${static_ports[1]}" 100 "${static_pids[1]}"
 run keyrail_100 "$node_port" 100 "$node_pid"
 
 python3 - "$w" "$out" "$(getconf CLK_TCK)" "$small_bytes" "$large_bytes" <<'PY'
@@ -141,6 +160,15 @@ for n, body in ((1, small), (100, large)):
         row(f"enc_keys_{n}x256_latency_{p}", k["latency_ms"][p] * 1000.0, "us",
             ref, g["latency_ms"][p] * 1000.0)
     row(f"enc_keys_{n}x256_server_cores", k["server_cores"], "cores", ref, g["server_cores"])
+    # The same answers from our engine with no key work: keyraild over it is the share of a
+    # core left after the key path; it over nginx compares the engines alone.
+    e = load(f"static_{n}")
+    floor = f"keyrail_static_{body}B"
+    row(f"enc_keys_{n}x256_keys_per_s_per_core_vs_engine", per_core(k, "keys_per_s"), "keys/s",
+        floor, per_core(e, "keys_per_s"))
+    row(f"engine_static_{n}x256_keys_per_s_per_core", per_core(e, "keys_per_s"), "keys/s",
+        ref, per_core(g, "keys_per_s"))
+    row(f"engine_static_{n}x256_server_cores", e["server_cores"], "cores", ref, g["server_cores"])
 
 cpu = "unknown cpu"
 for line in open("/proc/cpuinfo"):
