@@ -5,7 +5,9 @@
 # bench-b as a batched Reserve, no round trip on enc_keys). Pairs/s under closed-loop load,
 # against a single node's enc_keys rate measured in the same run; end-to-end latency
 # p50/p99/p999 with one pair in flight, against one request at a time to nginx serving a static
-# enc_keys answer (this machine's floor for one HTTPS round trip; a pair makes two).
+# enc_keys answer (this machine's floor for one HTTPS round trip; a pair makes two), and
+# against the same pair made to two keyrail-static servers (our engine, no key work) in the
+# nodes' places.
 # Placement: the reference node and nginx on core 0; bench-a on core 0 and bench-b on core 1
 # (two sites), keyrail-bench on core 1 throughout. All of them run for the whole suite; the
 # throughput runs alternate (reference, pair, reference, pair, ...: --rounds, default 3) and
@@ -120,6 +122,28 @@ for ((r = 1; r <= rounds; ++r)); do
 done
 run paired_one_at_a_time paired "${pair_args[@]}" --connections 1 --pipeline 1
 
+# The floor of a pair on this machine and placement: keyrail-static (our engine, no key work,
+# no peer notice) in place of each node, on the same cores, serving the static 1-key answer
+# for both enc_keys and dec_keys; the same client, one pair in flight.
+static_ports=()
+for name in bench-a bench-b; do
+    cpu=0
+    [[ $name == bench-b ]] && cpu=$client_cpu
+    port=$(bench_free_port)
+    taskset -c "$cpu" "$bin/keyrail-static" --port "$port" \
+        --cert "$pair_pki/nodes/$name.crt" --key "$pair_pki/nodes/$name.key" \
+        --ca "$pair_pki/ca/ca.crt" --body-dir "$w/www" 2>"$w/static-$name.log" &
+    bench_pids+=("$!")
+    static_ports+=("$port")
+    bench_wait_port "$port"
+done
+url="https://127.0.0.1:${static_ports[0]}"
+server_pids=("${bench_pids[-2]}" "${bench_pids[-1]}")
+run engine_floor_one_at_a_time paired --master-sae bench-master \
+    --slave-url "https://127.0.0.1:${static_ports[1]}" \
+    --slave-cert "$pair_pki/saes/bench-slave.crt" --slave-key "$pair_pki/saes/bench-slave.key" \
+    --connections 1 --pipeline 1
+
 python3 - "$w" "$out" "$(getconf CLK_TCK)" "$rounds" <<'PY'
 import json, os, sys
 work, out, hz, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -139,6 +163,7 @@ def median_run(prefix):
     return docs[len(docs) // 2]
 (enc, enc_name), (pair, pair_name) = median_run("enc_keys"), median_run("paired")
 floor, pair1 = load("nginx_one_at_a_time"), load("paired_one_at_a_time")
+engine_floor = load("engine_floor_one_at_a_time")
 rows = []
 def row(name, value, unit, ref_name, ref_value, ref_unit=None):
     rows.append({"name": name, "value": value, "unit": unit,
@@ -168,6 +193,11 @@ if len(node_cpu) == 2 and min(node_cpu) > 0 and cpu_s(enc_name) > 0:
 for p in ("p50", "p99", "p999"):
     row(f"paired_latency_{p}", pair1["latency_ms"][p] * 1000.0, "us",
         f"nginx_one_request_latency_{p}", floor["latency_ms"][p] * 1000.0)
+# Against the same pair of requests to two keyrail-static servers in the nodes' places: what
+# the key work on both nodes and the peer notice add to the engine's two round trips.
+for p in ("p50", "p99", "p999"):
+    row(f"paired_latency_{p}_vs_engine_floor", pair1["latency_ms"][p] * 1000.0, "us",
+        f"engine_static_pair_latency_{p}", engine_floor["latency_ms"][p] * 1000.0)
 # Latency under the closed-loop load of the throughput run (queueing included).
 for p in ("p50", "p99", "p999"):
     row(f"paired_loaded_latency_{p}", pair["latency_ms"][p] * 1000.0, "us",
