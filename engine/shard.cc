@@ -236,6 +236,14 @@ result<void> shard::start() noexcept {
         _hooks->on_start(*this);
     }
     arm_doorbell();
+    // An eighth of the shortest connection timeout (1 ms to 250 ms): a deadline is enforced
+    // at most that late.
+    const std::uint64_t shortest =
+        std::min({to_ns(_config.handshake_timeout), to_ns(_config.request_timeout),
+                  to_ns(_config.idle_timeout), to_ns(_config.send_timeout),
+                  to_ns(_config.park_timeout)});
+    _sweep_period_ns = std::clamp<std::uint64_t>(shortest / 8, 1'000'000, 250'000'000);
+    arm_sweep();
     _listeners_open = 0;
     for (std::size_t i = 0; i < _listen_fds.size(); ++i) {
         if (_listen_fds[i] >= 0) { // -1: another shard alone listens there
@@ -457,10 +465,12 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
     case op::timer:
         on_timer_cqe(slot, generation, cqe.res);
         return;
+    case op::sweep:
+        sweep();
+        arm_sweep();
+        return;
     case op::recv:
-    case op::recv_timeout:
     case op::send:
-    case op::send_timeout:
     case op::connect:
     case op::connect_timeout:
         break;
@@ -484,8 +494,6 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
     case op::connect:
         on_connect(c, cqe.res);
         break;
-    case op::recv_timeout:
-    case op::send_timeout:
     case op::connect_timeout:
         on_linked_timeout(c);
         break;
@@ -569,23 +577,6 @@ void shard::on_recv(connection& c, int res) noexcept {
         maybe_release(c);
         return;
     }
-    if (res != -ECANCELED) {
-        c.recv_requeued = false; // the recv completed before our cancel reached it
-    }
-    if (res == -ECANCELED) {
-        // The linked timeout fired. A connection parked or woken since the recv was armed
-        // waits under its new deadline instead.
-        if (c.recv_requeued || c.parked != (c.recv_wait == wait_kind::parked)) {
-            c.recv_requeued = false;
-            arm_recv(c);
-            return;
-        }
-        KEYRAIL_LOG(info, "engine", "shard %zu: %s: %s timeout, closing", _index, c.remote,
-                    wait_name(c.recv_wait));
-        bump(counters.timeouts);
-        abort_close(c);
-        return;
-    }
     if (res < 0) {
         const std::error_code ec(-res, std::system_category());
         KEYRAIL_LOG(debug, "engine", "shard %zu: %s: recv: %s", _index, c.remote,
@@ -616,13 +607,6 @@ void shard::on_recv(connection& c, int res) noexcept {
 void shard::on_send(connection& c, int res) noexcept {
     if (c.state == conn_state::closing) {
         maybe_release(c);
-        return;
-    }
-    if (res == -ECANCELED) {
-        KEYRAIL_LOG(info, "engine", "shard %zu: %s: send timeout (client not reading), closing",
-                    _index, c.remote);
-        bump(counters.timeouts);
-        abort_close(c);
         return;
     }
     if (res < 0) {
@@ -870,34 +854,40 @@ void shard::submit_send(connection& c) noexcept {
     const std::size_t bytes = c.tx_len - c.tx_sent;
     const char* from = c.tx + c.tx_sent;
     check_sqe_buffer(from, bytes);
-    set_timespec(c.send_ts, to_ns(_config.send_timeout));
-    reserve_sqes(2);
+    c.send_deadline_ns = _now_ns + to_ns(_config.send_timeout); // the sweep enforces it
     const std::uint32_t slot = c.ctx._id.slot;
     io_uring_sqe* s = sqe();
     io_uring_prep_send(s, c.fd, from, bytes, MSG_NOSIGNAL);
-    io_uring_sqe_set_flags(s, IOSQE_IO_LINK);
     io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::send), slot, c.generation));
-    io_uring_sqe* t = sqe();
-    io_uring_prep_link_timeout(t, &c.send_ts, 0);
-    io_uring_sqe_set_data64(t,
-                            tag(static_cast<std::uint8_t>(op::send_timeout), slot, c.generation));
-    c.inflight_count = static_cast<std::uint8_t>(c.inflight_count + 2);
+    c.inflight_count = static_cast<std::uint8_t>(c.inflight_count + 1);
     c.send_inflight = true;
     if (_hooks) {
         _sent_since_barrier.emplace_back(slot, c.generation);
     }
 }
 
+void shard::set_recv_deadline(connection& c) noexcept {
+    if (c.state == conn_state::handshaking) {
+        c.recv_wait = wait_kind::handshake;
+        c.recv_deadline_ns = c.handshake_deadline_ns;
+    } else if (c.parked) {
+        // The protocol's own deadline answers a parked request; this only bounds a bug.
+        c.recv_wait = wait_kind::parked;
+        c.recv_deadline_ns = c.parked_since_ns + to_ns(_config.park_timeout);
+    } else if (c.in_len > 0) {
+        c.recv_wait = wait_kind::request;
+        c.recv_deadline_ns = c.request_started_ns + to_ns(_config.request_timeout);
+    } else {
+        c.recv_wait = wait_kind::idle;
+        c.recv_deadline_ns = _now_ns + to_ns(_config.idle_timeout);
+    }
+}
+
 void shard::arm_recv(connection& c) noexcept {
-    if (c.recv_inflight && c.recv_wait == wait_kind::parked && !c.parked && !c.recv_requeued &&
-        c.state == conn_state::open) {
-        // Woken while a recv waits under the long park deadline: cancel it, and on_recv arms it
-        // again under the request or idle deadline.
-        io_uring_sqe* s = sqe();
-        io_uring_prep_cancel64(
-            s, tag(static_cast<std::uint8_t>(op::recv), c.ctx._id.slot, c.generation), 0);
-        io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::cancel), 0, 0));
-        c.recv_requeued = true;
+    if (c.recv_inflight && c.state == conn_state::open &&
+        c.parked != (c.recv_wait == wait_kind::parked)) {
+        // Parked or woken while its recv waits: the recv stays, under the new deadline.
+        set_recv_deadline(c);
         return;
     }
     if (c.recv_inflight || c.peer_closed || c.close_after_flush || c.state == conn_state::closing) {
@@ -910,42 +900,56 @@ void shard::arm_recv(connection& c) noexcept {
     if (space == 0) {
         return; // TLS holds undecrypted bytes; a send completion or the handler frees room
     }
-    std::uint64_t deadline_ns = 0;
-    if (c.state == conn_state::handshaking) {
-        c.recv_wait = wait_kind::handshake;
-        deadline_ns = c.handshake_deadline_ns;
-    } else if (c.parked) {
-        // The protocol's own deadline answers a parked request; this only bounds a bug.
-        c.recv_wait = wait_kind::parked;
-        deadline_ns = c.parked_since_ns + to_ns(_config.park_timeout);
-    } else if (c.in_len > 0) {
-        c.recv_wait = wait_kind::request;
-        deadline_ns = c.request_started_ns + to_ns(_config.request_timeout);
-    } else {
-        c.recv_wait = wait_kind::idle;
-        deadline_ns = _now_ns + to_ns(_config.idle_timeout);
-    }
-    if (deadline_ns <= _now_ns) {
+    set_recv_deadline(c);
+    if (c.recv_deadline_ns <= _now_ns) {
         KEYRAIL_LOG(info, "engine", "shard %zu: %s: %s timeout, closing", _index, c.remote,
                     wait_name(c.recv_wait));
         bump(counters.timeouts);
         abort_close(c);
         return;
     }
-    set_timespec(c.recv_ts, deadline_ns - _now_ns);
     check_sqe_buffer(c.rx, space);
-    reserve_sqes(2);
     const std::uint32_t slot = c.ctx._id.slot;
     io_uring_sqe* s = sqe();
     io_uring_prep_recv(s, c.fd, c.rx, space, 0);
-    io_uring_sqe_set_flags(s, IOSQE_IO_LINK);
     io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::recv), slot, c.generation));
-    io_uring_sqe* t = sqe();
-    io_uring_prep_link_timeout(t, &c.recv_ts, 0);
-    io_uring_sqe_set_data64(t,
-                            tag(static_cast<std::uint8_t>(op::recv_timeout), slot, c.generation));
-    c.inflight_count = static_cast<std::uint8_t>(c.inflight_count + 2);
+    c.inflight_count = static_cast<std::uint8_t>(c.inflight_count + 1);
     c.recv_inflight = true;
+}
+
+void shard::arm_sweep() noexcept {
+    set_timespec(_sweep_ts, _now_ns + _sweep_period_ns);
+    check_sqe_buffer(&_sweep_ts, sizeof _sweep_ts);
+    io_uring_sqe* s = sqe();
+    io_uring_prep_timeout(s, &_sweep_ts, 0, IORING_TIMEOUT_ABS);
+    io_uring_sqe_set_data64(s, tag(static_cast<std::uint8_t>(op::sweep), 0, 0));
+}
+
+void shard::sweep() noexcept {
+    for (std::uint32_t i = 0; i < _connection_count; ++i) {
+        connection& c = _connections[i];
+        if (c.state != conn_state::handshaking && c.state != conn_state::open) {
+            continue; // free, connecting (its own linked timeout), or already closing
+        }
+        if (c.recv_inflight) {
+            if (c.state == conn_state::open && c.parked != (c.recv_wait == wait_kind::parked)) {
+                set_recv_deadline(c); // parked since its recv was armed
+            }
+            if (_now_ns >= c.recv_deadline_ns) {
+                KEYRAIL_LOG(info, "engine", "shard %zu: %s: %s timeout, closing", _index,
+                            c.remote, wait_name(c.recv_wait));
+                bump(counters.timeouts);
+                abort_close(c);
+                continue;
+            }
+        }
+        if (c.send_inflight && _now_ns >= c.send_deadline_ns) {
+            KEYRAIL_LOG(info, "engine", "shard %zu: %s: send timeout (client not reading), closing",
+                        _index, c.remote);
+            bump(counters.timeouts);
+            abort_close(c);
+        }
+    }
 }
 
 void shard::finish_close(connection& c) noexcept {
@@ -1003,7 +1007,6 @@ void shard::maybe_release(connection& c) noexcept {
     c.peer_closed = false;
     c.parked = false;
     c.output_overflowed = false;
-    c.recv_requeued = false;
     c.tx_len = 0;
     c.tx_sent = 0;
     c.in_len = 0;

@@ -69,7 +69,6 @@ struct connection {
     bool parked = false;            // on_data answered after_flush::park; no on_data until wake
     bool ready_queued = false;      // on the shard's ready list (pump at the end of the turn)
     bool output_overflowed = false; // on_wake overflowed its output: close from the ready list
-    bool recv_requeued = false;     // we cancelled the recv to re-arm it under a new deadline
     std::uint32_t next_ready = no_slot;
     std::uint32_t outbound = no_slot; // index into shard::_outbound for a slot a link owns
 
@@ -86,8 +85,9 @@ struct connection {
     std::uint64_t handshake_deadline_ns = 0;
     std::uint64_t request_started_ns = 0; // first byte of the request being received, or 0
     std::uint64_t parked_since_ns = 0;
-    __kernel_timespec recv_ts{};
-    __kernel_timespec send_ts{};
+    // While a recv (send) is in flight: when the shard's sweep closes the connection.
+    std::uint64_t recv_deadline_ns = 0;
+    std::uint64_t send_deadline_ns = 0;
 
     tls_session tls;
     peer_identity peer;
@@ -161,8 +161,8 @@ public:
     shard_counters counters;
 
 private:
-    enum class op : std::uint8_t { accept = 1, doorbell, recv, recv_timeout, send, send_timeout,
-                                   cancel, timer, connect, connect_timeout };
+    enum class op : std::uint8_t { accept = 1, doorbell, recv, send, cancel, timer, connect,
+                                   connect_timeout, sweep };
 
     [[nodiscard]] result<void> start() noexcept;
     void loop() noexcept;
@@ -190,9 +190,16 @@ private:
     void flush_network(detail::connection& c) noexcept;
     void submit_send(detail::connection& c) noexcept;
     void arm_recv(detail::connection& c) noexcept;
+    // The wait a recv is under now (handshake, parked, request or idle) and its deadline.
+    void set_recv_deadline(detail::connection& c) noexcept;
     void finish_close(detail::connection& c) noexcept;
     void abort_close(detail::connection& c) noexcept;
     void maybe_release(detail::connection& c) noexcept;
+
+    // Connection deadlines: one periodic timeout walks every connection (no timeout SQE per
+    // recv or send, so no hrtimer armed and cancelled per operation).
+    void arm_sweep() noexcept;
+    void sweep() noexcept;
 
     // Timers.
     void arm_timer(std::uint32_t slot) noexcept;
@@ -236,6 +243,8 @@ private:
     bool _exit = false;
     server_phase _phase_seen = server_phase::running;
     std::uint64_t _now_ns = 0;
+    std::uint64_t _sweep_period_ns = 0;
+    __kernel_timespec _sweep_ts{};
     bool _look_again = false; // messages wait in the rings: the next submit does not sleep
     std::uint64_t _doorbell_value = 0;
 

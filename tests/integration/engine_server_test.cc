@@ -454,6 +454,27 @@ TEST_F(engine_server, handshake_idle_and_request_timeouts) {
     EXPECT_TRUE(eventually([](const server_stats& s) { return s.timeouts == 3; }));
 }
 
+TEST_F(engine_server, send_timeout_closes_a_client_that_does_not_read) {
+    auto c = config();
+    c.shard_count = 1;
+    c.connections_per_shard_max = 2;
+    c.output_buffer_bytes = 32 << 20;
+    c.send_timeout = 300ms;
+    start(std::move(c));
+    test::tls_client client(client_with("client"));
+    ASSERT_TRUE(client.connect(_port)) << client.error();
+    // 24 MiB of answers, never read: far more than the loopback socket buffers of a reader
+    // that reads nothing, so a send stays in flight until the timeout.
+    std::string requests;
+    for (int i = 0; i < 24; ++i) {
+        requests += "big\n";
+    }
+    ASSERT_TRUE(client.write_all(requests));
+    EXPECT_TRUE(eventually([](const server_stats& s) { return s.timeouts == 1; }));
+    EXPECT_TRUE(eventually([](const server_stats& s) { return s.open_connections == 0; }));
+    EXPECT_EQ(_server->stats().limit_closes, 0u);
+}
+
 TEST_F(engine_server, drain_finishes_in_flight_request_then_run_returns) {
     start(config());
     test::tls_client busy(client_with("client"));
