@@ -866,6 +866,25 @@ void shard::submit_send(connection& c) noexcept {
     }
 }
 
+wait_kind shard::wanted_wait(const connection& c) noexcept {
+    if (c.state == conn_state::handshaking) {
+        return wait_kind::handshake;
+    }
+    if (c.parked) {
+        return wait_kind::parked;
+    }
+    return c.in_len > 0 ? wait_kind::request : wait_kind::idle;
+}
+
+void shard::refresh_recv_deadline(connection& c) noexcept {
+    // Handshake, request and park deadlines hang on fixed instants: recomputing them never
+    // extends them. An idle one counts from when the connection went idle: only a change of
+    // kind restarts it.
+    if (wanted_wait(c) != c.recv_wait || c.recv_wait != wait_kind::idle) {
+        set_recv_deadline(c);
+    }
+}
+
 void shard::set_recv_deadline(connection& c) noexcept {
     if (c.state == conn_state::handshaking) {
         c.recv_wait = wait_kind::handshake;
@@ -884,10 +903,10 @@ void shard::set_recv_deadline(connection& c) noexcept {
 }
 
 void shard::arm_recv(connection& c) noexcept {
-    if (c.recv_inflight && c.state == conn_state::open &&
-        c.parked != (c.recv_wait == wait_kind::parked)) {
-        // Parked or woken while its recv waits: the recv stays, under the new deadline.
-        set_recv_deadline(c);
+    if (c.recv_inflight && (c.state == conn_state::open || c.state == conn_state::handshaking)) {
+        // Its wait may have changed since the recv was armed (handshake done, parked or woken,
+        // a pipelined request consumed): the recv stays, under the deadline of the wait now.
+        refresh_recv_deadline(c);
         return;
     }
     if (c.recv_inflight || c.peer_closed || c.close_after_flush || c.state == conn_state::closing) {
@@ -931,17 +950,29 @@ void shard::sweep() noexcept {
         if (c.state != conn_state::handshaking && c.state != conn_state::open) {
             continue; // free, connecting (its own linked timeout), or already closing
         }
+        const char* expired = nullptr;
         if (c.recv_inflight) {
-            if (c.state == conn_state::open && c.parked != (c.recv_wait == wait_kind::parked)) {
-                set_recv_deadline(c); // parked since its recv was armed
-            }
+            refresh_recv_deadline(c);
             if (_now_ns >= c.recv_deadline_ns) {
-                KEYRAIL_LOG(info, "engine", "shard %zu: %s: %s timeout, closing", _index,
-                            c.remote, wait_name(c.recv_wait));
-                bump(counters.timeouts);
-                abort_close(c);
-                continue;
+                expired = wait_name(c.recv_wait);
             }
+        }
+        // With no recv in flight (a send holds TLS, or the input is full) the handshake and
+        // park deadlines still hold.
+        if (expired == nullptr && c.state == conn_state::handshaking &&
+            _now_ns >= c.handshake_deadline_ns) {
+            expired = wait_name(wait_kind::handshake);
+        }
+        if (expired == nullptr && c.parked &&
+            _now_ns >= c.parked_since_ns + to_ns(_config.park_timeout)) {
+            expired = wait_name(wait_kind::parked);
+        }
+        if (expired != nullptr) {
+            KEYRAIL_LOG(info, "engine", "shard %zu: %s: %s timeout, closing", _index, c.remote,
+                        expired);
+            bump(counters.timeouts);
+            abort_close(c);
+            continue;
         }
         if (c.send_inflight && _now_ns >= c.send_deadline_ns) {
             KEYRAIL_LOG(info, "engine", "shard %zu: %s: send timeout (client not reading), closing",

@@ -191,7 +191,9 @@ private:
     void submit_send(detail::connection& c) noexcept;
     void arm_recv(detail::connection& c) noexcept;
     // The wait a recv is under now (handshake, parked, request or idle) and its deadline.
+    [[nodiscard]] static detail::wait_kind wanted_wait(const detail::connection& c) noexcept;
     void set_recv_deadline(detail::connection& c) noexcept;
+    void refresh_recv_deadline(detail::connection& c) noexcept;
     void finish_close(detail::connection& c) noexcept;
     void abort_close(detail::connection& c) noexcept;
     void maybe_release(detail::connection& c) noexcept;

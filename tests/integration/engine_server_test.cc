@@ -458,15 +458,15 @@ TEST_F(engine_server, send_timeout_closes_a_client_that_does_not_read) {
     auto c = config();
     c.shard_count = 1;
     c.connections_per_shard_max = 2;
-    c.output_buffer_bytes = 32 << 20;
+    c.output_buffer_bytes = 2 << 20; // one 1 MiB answer at a time
     c.send_timeout = 300ms;
     start(std::move(c));
     test::tls_client client(client_with("client"));
     ASSERT_TRUE(client.connect(_port)) << client.error();
-    // 24 MiB of answers, never read: far more than the loopback socket buffers of a reader
-    // that reads nothing, so a send stays in flight until the timeout.
+    // 64 MiB of answers, never read: far more than the loopback socket buffers hold for a
+    // reader that reads nothing, so a send stays in flight until the timeout.
     std::string requests;
-    for (int i = 0; i < 24; ++i) {
+    for (int i = 0; i < 64; ++i) {
         requests += "big\n";
     }
     ASSERT_TRUE(client.write_all(requests));

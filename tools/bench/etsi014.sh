@@ -181,6 +181,6 @@ with open(out, "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
 for r in rows:
-    print(f'{r["name"]:40s} {r["value"]:14.1f} {r["unit"]:7s} ref {r["reference"]["value"]:14.1f}'
+    print(f'{r["name"]:48s} {r["value"]:14.1f} {r["unit"]:7s} ref {r["reference"]["value"]:14.1f}'
           f'  ratio {r["ratio"]:.3f}')
 PY

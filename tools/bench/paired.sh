@@ -34,7 +34,7 @@ while (($#)); do
     *) echo "paired.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
-for tool in keyraild keyrail keyrail-bench; do
+for tool in keyraild keyrail keyrail-bench keyrail-static; do
     [[ -x "$bin/$tool" ]] || { echo "paired.sh: $bin/$tool not built" >&2; exit 2; }
 done
 
@@ -208,13 +208,14 @@ doc = {"suite": "paired", "commit": os.environ.get("KEYRAIL_COMMIT", "unknown"),
        "machine": f"{cpu}, {os.cpu_count()} cpus",
        "placement": "reference node and nginx on core 0; master node bench-a on core 0, "
                     "slave node bench-b on core 1; keyrail-bench on core 1; all running "
-                    "throughout",
+                    "throughout; for the engine floor, keyrail-static on core 0 and core 1 "
+                    "in bench-a's and bench-b's places",
        "rounds": f"{rounds} alternating reference/pair throughput runs, medians",
        "results": rows}
 with open(out, "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
 for r in rows:
-    print(f'{r["name"]:28s} {r["value"]:12.1f} {r["unit"]:8s} ref {r["reference"]["value"]:12.1f}'
+    print(f'{r["name"]:40s} {r["value"]:12.1f} {r["unit"]:8s} ref {r["reference"]["value"]:12.1f}'
           f' {r["reference"]["unit"]:6s} ratio {r["ratio"]:.3f}')
 PY
