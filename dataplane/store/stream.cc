@@ -196,7 +196,8 @@ stream::~stream() {
             ::close(seg.fd);
         }
     }
-    for (int fd : {_meta_fd, _journal_fd, _dir_fd}) {
+    for (int fd : {_meta_fd, _journal_fd, _dir_fd, _compact_fd}) { // an unfinished generation
+        // stays unnamed by any meta: open removes it
         if (fd >= 0) {
             ::close(fd);
         }
@@ -227,6 +228,7 @@ result<std::unique_ptr<stream>> stream::open(const store_config& config, const s
     s->_segment_chunks = config.segment_chunks;
     s->_lease_headroom = config.lease_headroom;
     s->_compact_bytes = config.journal_compact_bytes;
+    s->_compact_step = std::max<std::uint64_t>(config.journal_compact_step_bytes, 64);
     if (auto r = s->_cipher.init(data_key); !r) {
         return fail(r.error());
     }
@@ -1333,12 +1335,22 @@ std::size_t stream::snapshot_estimate() const noexcept {
 }
 
 void stream::maybe_compact() noexcept {
+    if (_compact_fd >= 0) {
+        if (auto r = continue_compaction(); !r) {
+            abandon_compaction();
+            _compact_retry_at = _journal_durable + _compact_bytes;
+            KEYRAIL_LOG(warn, "store", "%s: journal compaction failed (%s); next try past %" PRIu64
+                        " bytes", _dir.c_str(), r.error().message().c_str(), _compact_retry_at);
+        }
+        return;
+    }
     if (_compact_bytes == 0 || _journal_durable < _compact_bytes ||
         _journal_durable < _compact_retry_at || !_journal_pending.empty() ||
         _journal_durable < 4 * static_cast<std::uint64_t>(snapshot_estimate())) {
         return;
     }
-    if (auto r = compact_journal(); !r) {
+    if (auto r = start_compaction(); !r) {
+        abandon_compaction();
         // The old journal stays in use. Not again on every commit (a full disk would stall
         // each one): once it has grown by another journal_compact_bytes.
         _compact_retry_at = _journal_durable + _compact_bytes;
@@ -1347,9 +1359,22 @@ void stream::maybe_compact() noexcept {
     }
 }
 
-result<void> stream::compact_journal() noexcept {
-    const auto started = std::chrono::steady_clock::now();
-    // The snapshot, built with the journal writers into a buffer of its own.
+void stream::abandon_compaction() noexcept {
+    if (_compact_fd >= 0) {
+        ::close(_compact_fd);
+        ::unlink(journal_path(_compact_gen).c_str()); // no meta names it
+        _compact_fd = -1;
+    }
+    std::vector<std::byte>().swap(_compact_data);
+    _compact_written = 0;
+}
+
+result<void> stream::start_compaction() noexcept {
+    _compact_started = std::chrono::steady_clock::now();
+    _compact_from = _journal_durable;
+    _compact_commits = 0;
+    // The snapshot of the state every committed record made (the end of a commit: nothing is
+    // pending), built with the journal writers into a buffer of its own.
     std::vector<std::byte> snapshot;
     snapshot.reserve(snapshot_estimate() + 4096);
     std::swap(snapshot, _journal_pending);
@@ -1406,52 +1431,82 @@ result<void> stream::compact_journal() noexcept {
     }
     journal_close();
     std::swap(snapshot, _journal_pending); // the commit's buffer (empty) is back
+    _compact_data = std::move(snapshot);
+    _compact_written = 0;
+    _compact_build_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                              _compact_started)
+            .count());
 
-    // 3. The next generation's file, durable before the meta names it. Each attempt takes a
-    // fresh number: a failed meta write may still have named the previous attempt's file.
-    const std::uint64_t gen = _next_gen++;
-    const std::string path = journal_path(gen);
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    // 2. The next generation's file. Each attempt takes a fresh number: a failed meta write
+    // may still have named the previous attempt's file.
+    _compact_gen = _next_gen++;
+    _compact_fd = ::open(journal_path(_compact_gen).c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+                         0600);
+    if (_compact_fd < 0) {
         return fail(errno_error(errno));
     }
-    auto written = write_all(fd, snapshot.data(), snapshot.size(), 0);
-    if (written) {
-        written = sync(fd);
+    return continue_compaction();
+}
+
+result<void> stream::continue_compaction() noexcept {
+    // 3. One step of the file per commit: the snapshot, then whatever the commits since added
+    // (commit() appends each one's records here once the old journal has them).
+    ++_compact_commits;
+    // At least twice what this commit appended, so the copy catches up however busy the
+    // stream is.
+    const std::uint64_t step = std::max<std::uint64_t>(_compact_step, 2 * _compact_appended);
+    _compact_appended = 0;
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::uint64_t>(step, _compact_data.size() - _compact_written));
+    if (n > 0) {
+        if (auto r = write_all(_compact_fd, _compact_data.data() + _compact_written, n,
+                               _compact_written);
+            !r) {
+            return r;
+        }
+        _compact_written += n;
     }
-    if (written && _mode == durability::power && ::fsync(_dir_fd) != 0) {
-        written = fail(errno_error(errno));
+    if (_compact_written < _compact_data.size()) {
+        return {};
     }
-    if (!written) {
-        ::close(fd);
-        ::unlink(path.c_str());
-        return written;
+    // 4. All of it: durable before the meta names it.
+    if (auto r = sync(_compact_fd); !r) {
+        return r;
     }
-    // 4. The commit point: the meta names the new generation and its length. If it fails,
+    if (_mode == durability::power && ::fsync(_dir_fd) != 0) {
+        return fail(errno_error(errno));
+    }
+    // 5. The commit point: the meta names the new generation and its length. If it fails,
     // the file stays (the page may have reached the disk); open removes whatever the meta it
     // picks does not name.
     const std::uint64_t old_gen = _journal_gen;
-    _journal_gen = gen;
-    if (auto r = write_meta(snapshot.size(), _lease_high, _nonce_high); !r) {
+    _journal_gen = _compact_gen;
+    if (auto r = write_meta(_compact_data.size(), _lease_high, _nonce_high); !r) {
         _journal_gen = old_gen;
-        ::close(fd);
+        ::close(_compact_fd);
+        _compact_fd = -1;
+        std::vector<std::byte>().swap(_compact_data);
         return r;
     }
     ::close(_journal_fd);
-    _journal_fd = fd;
+    _journal_fd = _compact_fd;
+    _compact_fd = -1;
     // The other meta slot still names the old generation (open falls back to it if this
     // slot tears): remove that file once the next meta has replaced it too.
     _stale_gen = old_gen;
     _stale_gen_pending = true;
-    const auto took_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                             std::chrono::steady_clock::now() - started)
+    const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now() - _compact_started)
                              .count();
     KEYRAIL_LOG(info, "store",
                 "%s: journal compacted: %" PRIu64 " bytes -> %zu (generation %" PRIu64
-                ", %lld us)",
-                _dir.c_str(), _journal_durable, snapshot.size(), gen,
-                static_cast<long long>(took_us));
-    _journal_durable = snapshot.size();
+                "; snapshot built in %" PRIu64 " us, written over %u commits, %lld ms)",
+                _dir.c_str(), _compact_from, _compact_data.size(), _compact_gen, _compact_build_us,
+                _compact_commits, static_cast<long long>(took_ms));
+    _journal_durable = _compact_data.size();
+    std::vector<std::byte>().swap(_compact_data);
+    _compact_written = 0;
     return {};
 }
 
@@ -1822,7 +1877,7 @@ result<std::uint32_t> stream::key_seqs(const key_id& id, std::span<seq_t> out) c
 // --- commit -------------------------------------------------------------------------------------
 
 bool stream::has_pending() const noexcept {
-    if (_meta_dirty || !_journal_pending.empty() || !_stage_chunks.empty() ||
+    if (_meta_dirty || !_journal_pending.empty() || !_stage_chunks.empty() || _compact_fd >= 0 ||
         !_wipe_pending.empty() || !_unlink_pending.empty() || _ingested > _ingested_synced) {
         return true;
     }
@@ -1937,6 +1992,10 @@ result<std::uint64_t> stream::commit() noexcept {
         return fail(r.error());
     }
     _journal_durable = journal_end;
+    if (_compact_fd >= 0) { // the next generation gets them too, after its snapshot
+        _compact_data.insert(_compact_data.end(), _journal_pending.begin(), _journal_pending.end());
+        _compact_appended += _journal_pending.size();
+    }
     _journal_pending.clear();
     ++_commits_done;
     // 4. After the commit point: drop reclaimed segments and wipe delivered and expired

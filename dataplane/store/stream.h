@@ -11,6 +11,7 @@
 #include "dataplane/store/types.h"
 #include "engine/result.h"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -200,10 +201,14 @@ private:
     void journal_reservation(const detail::reservation& r) noexcept;
     // Compaction (README.md, "Journal compaction"): after a commit, once the journal passes
     // store_config::journal_compact_bytes and four times the snapshot's size, it is rewritten
-    // as a snapshot in the next generation's file.
+    // as a snapshot in the next generation's file: the snapshot is built at once, then written
+    // journal_compact_step_bytes per commit with every record committed meanwhile appended;
+    // the meta naming the new generation is the commit point.
     [[nodiscard]] std::size_t snapshot_estimate() const noexcept;
     void maybe_compact() noexcept;
-    [[nodiscard]] result<void> compact_journal() noexcept;
+    [[nodiscard]] result<void> start_compaction() noexcept;
+    [[nodiscard]] result<void> continue_compaction() noexcept;
+    void abandon_compaction() noexcept;
     [[nodiscard]] std::string journal_path(std::uint64_t gen) const;
     void remove_other_journals() noexcept;
     // One reservation, delivery or expiry read back from the journal (replay_journal).
@@ -259,6 +264,18 @@ private:
     std::uint64_t _next_gen = 1;          // the next compaction attempt's generation
     std::uint64_t _compact_bytes = 0;     // store_config::journal_compact_bytes
     std::uint64_t _compact_retry_at = 0;  // after a failed compaction: not below this size
+    std::uint64_t _compact_step = 0;      // store_config::journal_compact_step_bytes
+    // A compaction in progress: the next generation's file, its bytes (snapshot, then the
+    // records committed since) and how many are written.
+    int _compact_fd = -1;
+    std::uint64_t _compact_gen = 0;
+    std::vector<std::byte> _compact_data;
+    std::size_t _compact_written = 0;
+    std::uint64_t _compact_appended = 0; // by the last commit
+    std::uint64_t _compact_from = 0;   // the old journal's length at the snapshot
+    std::uint64_t _compact_build_us = 0;
+    std::uint32_t _compact_commits = 0;
+    std::chrono::steady_clock::time_point _compact_started{};
     // The generation a compaction replaced: the other meta slot names it until the next meta
     // write, which removes it.
     std::uint64_t _stale_gen = 0;

@@ -82,6 +82,9 @@ struct store_config {
     // A stream's journal is compacted into a snapshot once it passes this many bytes (and
     // four times the snapshot's size); 0: never.
     std::uint64_t journal_compact_bytes = std::uint64_t{64} << 20;
+    // The snapshot is written this many bytes per commit (with the records committed meanwhile
+    // appended), so no commit waits for all of it; at least 64.
+    std::uint64_t journal_compact_step_bytes = std::uint64_t{256} << 10;
 };
 
 inline constexpr std::uint32_t key_bits_min = 8;

@@ -64,9 +64,11 @@ store_config crash_config(const std::string& dir, durability mode) {
     c.capacity_blocks = 8000; // 16 segments
     c.reservations_max = 4096;
     c.lease_headroom = 32;
-    // Compact often (the snapshot is about 1 KiB of window bits plus the live keys), so the
-    // kills land inside compactions too: before, during and after their meta.
+    // Compact often (the snapshot is about 1 KiB of window bits plus the live keys), written a
+    // few hundred bytes per commit, so the kills land inside compactions too: while the next
+    // generation is written, and before, during and after the meta that names it.
     c.journal_compact_bytes = 16 * 1024;
+    c.journal_compact_step_bytes = 256;
     return c;
 }
 
