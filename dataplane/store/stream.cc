@@ -1362,11 +1362,18 @@ void stream::maybe_compact() noexcept {
 void stream::abandon_compaction() noexcept {
     if (_compact_fd >= 0) {
         ::close(_compact_fd);
-        ::unlink(journal_path(_compact_gen).c_str()); // no meta names it
         _compact_fd = -1;
+        // No meta names it. Freeing tens of MB takes ext4 milliseconds: not on this thread.
+        const std::string path = journal_path(_compact_gen);
+        try {
+            std::thread([path] { ::unlink(path.c_str()); }).detach();
+        } catch (const std::system_error&) {
+            ::unlink(path.c_str());
+        }
     }
     std::vector<std::byte>().swap(_compact_data);
     _compact_written = 0;
+    _compact_tail = 0;
 }
 
 result<void> stream::start_compaction() noexcept {
@@ -1433,6 +1440,7 @@ result<void> stream::start_compaction() noexcept {
     std::swap(snapshot, _journal_pending); // the commit's buffer (empty) is back
     _compact_data = std::move(snapshot);
     _compact_written = 0;
+    _compact_tail = 0;
     _compact_build_us = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
                                                               _compact_started)
@@ -1450,26 +1458,29 @@ result<void> stream::start_compaction() noexcept {
 }
 
 result<void> stream::continue_compaction() noexcept {
-    // 3. One step of the file per commit: the snapshot, then whatever the commits since added
-    // (commit() appends each one's records here once the old journal has them).
+    // 3. One step of the snapshot per commit. The records committed since it was cut are
+    // already in the file after it (commit() writes each commit's there once the old journal
+    // has them).
     ++_compact_commits;
-    // At least twice what this commit appended, so the copy catches up however busy the
-    // stream is.
-    const std::uint64_t step = std::max<std::uint64_t>(_compact_step, 2 * _compact_appended);
-    _compact_appended = 0;
     const std::size_t n = static_cast<std::size_t>(
-        std::min<std::uint64_t>(step, _compact_data.size() - _compact_written));
+        std::min<std::uint64_t>(_compact_step, _compact_data.size() - _compact_written));
     if (n > 0) {
         if (auto r = write_all(_compact_fd, _compact_data.data() + _compact_written, n,
                                _compact_written);
             !r) {
             return r;
         }
+        if (_mode == durability::power) {
+            // Start the writeback now, so the final fdatasync has little left to wait for.
+            (void)::sync_file_range(_compact_fd, static_cast<off64_t>(_compact_written),
+                                    static_cast<off64_t>(n), SYNC_FILE_RANGE_WRITE);
+        }
         _compact_written += n;
     }
     if (_compact_written < _compact_data.size()) {
         return {};
     }
+    const std::uint64_t total = _compact_data.size() + _compact_tail;
     // 4. All of it: durable before the meta names it.
     if (auto r = sync(_compact_fd); !r) {
         return r;
@@ -1482,11 +1493,12 @@ result<void> stream::continue_compaction() noexcept {
     // picks does not name.
     const std::uint64_t old_gen = _journal_gen;
     _journal_gen = _compact_gen;
-    if (auto r = write_meta(_compact_data.size(), _lease_high, _nonce_high); !r) {
+    if (auto r = write_meta(total, _lease_high, _nonce_high); !r) {
         _journal_gen = old_gen;
         ::close(_compact_fd);
         _compact_fd = -1;
         std::vector<std::byte>().swap(_compact_data);
+        _compact_tail = 0;
         return r;
     }
     ::close(_journal_fd);
@@ -1502,11 +1514,13 @@ result<void> stream::continue_compaction() noexcept {
     KEYRAIL_LOG(info, "store",
                 "%s: journal compacted: %" PRIu64 " bytes -> %zu (generation %" PRIu64
                 "; snapshot built in %" PRIu64 " us, written over %u commits, %lld ms)",
-                _dir.c_str(), _compact_from, _compact_data.size(), _compact_gen, _compact_build_us,
+                _dir.c_str(), _compact_from, static_cast<std::size_t>(total), _compact_gen,
+                _compact_build_us,
                 _compact_commits, static_cast<long long>(took_ms));
-    _journal_durable = _compact_data.size();
+    _journal_durable = total;
     std::vector<std::byte>().swap(_compact_data);
     _compact_written = 0;
+    _compact_tail = 0;
     return {};
 }
 
@@ -1877,8 +1891,11 @@ result<std::uint32_t> stream::key_seqs(const key_id& id, std::span<seq_t> out) c
 // --- commit -------------------------------------------------------------------------------------
 
 bool stream::has_pending() const noexcept {
+    // A compaction being written, or a replaced generation the next meta removes: an idle
+    // stream's periodic commit finishes them.
     if (_meta_dirty || !_journal_pending.empty() || !_stage_chunks.empty() || _compact_fd >= 0 ||
-        !_wipe_pending.empty() || !_unlink_pending.empty() || _ingested > _ingested_synced) {
+        _stale_gen_pending || !_wipe_pending.empty() || !_unlink_pending.empty() ||
+        _ingested > _ingested_synced) {
         return true;
     }
     return std::any_of(_cache.begin(), _cache.end(),
@@ -1992,9 +2009,19 @@ result<std::uint64_t> stream::commit() noexcept {
         return fail(r.error());
     }
     _journal_durable = journal_end;
-    if (_compact_fd >= 0) { // the next generation gets them too, after its snapshot
-        _compact_data.insert(_compact_data.end(), _journal_pending.begin(), _journal_pending.end());
-        _compact_appended += _journal_pending.size();
+    if (_compact_fd >= 0 && !_journal_pending.empty()) {
+        // The next generation gets them too, after its snapshot (written there in steps).
+        if (auto r = write_all(_compact_fd, _journal_pending.data(), _journal_pending.size(),
+                               _compact_data.size() + _compact_tail);
+            r) {
+            _compact_tail += _journal_pending.size();
+        } else {
+            // This commit stands (the old journal and its meta have it); the compaction does not.
+            abandon_compaction();
+            _compact_retry_at = journal_end + _compact_bytes;
+            KEYRAIL_LOG(warn, "store", "%s: journal compaction failed (%s); next try past %" PRIu64
+                        " bytes", _dir.c_str(), r.error().message().c_str(), _compact_retry_at);
+        }
     }
     _journal_pending.clear();
     ++_commits_done;
@@ -2029,6 +2056,7 @@ stream_status stream::status() const noexcept {
     s.next_lease = _next_lease;
     s.reservations = _reservations;
     s.block_bytes = _block_bytes;
+    s.compacting = _compact_fd >= 0;
     return s;
 }
 

@@ -62,6 +62,7 @@ struct stream_status {
     std::uint64_t next_lease = 0;
     std::uint32_t reservations = 0;
     std::uint32_t block_bytes = 0;
+    bool compacting = false; // a journal compaction is being written (README.md)
 };
 
 // Blocks of key_bits: whole blocks, the tail of the last one unused and wiped.
@@ -265,13 +266,13 @@ private:
     std::uint64_t _compact_bytes = 0;     // store_config::journal_compact_bytes
     std::uint64_t _compact_retry_at = 0;  // after a failed compaction: not below this size
     std::uint64_t _compact_step = 0;      // store_config::journal_compact_step_bytes
-    // A compaction in progress: the next generation's file, its bytes (snapshot, then the
-    // records committed since) and how many are written.
+    // A compaction in progress: the next generation's file, its snapshot and how much of it
+    // is written, and the bytes of the records committed since, written after the snapshot.
     int _compact_fd = -1;
     std::uint64_t _compact_gen = 0;
     std::vector<std::byte> _compact_data;
     std::size_t _compact_written = 0;
-    std::uint64_t _compact_appended = 0; // by the last commit
+    std::uint64_t _compact_tail = 0;
     std::uint64_t _compact_from = 0;   // the old journal's length at the snapshot
     std::uint64_t _compact_build_us = 0;
     std::uint32_t _compact_commits = 0;

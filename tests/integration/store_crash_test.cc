@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -219,6 +220,16 @@ TEST(store_crash, kill9_never_loses_acknowledged_or_reuses_blocks) {
     const std::uint64_t iterations = test::env_u64("KEYRAIL_CRASH_ITERATIONS", 200);
     std::mt19937_64 rng(seed);
     std::map<std::string, tracked> keys; // by key ID hex
+    // Keys whose delivery was committed (the newest few thousand): after any crash they must
+    // stay gone, never readable (so never delivered) again.
+    std::deque<std::string> delivered;
+    constexpr std::size_t delivered_kept = 4096;
+    const auto remember_delivered = [&](const std::string& id) {
+        delivered.push_back(id);
+        if (delivered.size() > delivered_kept) {
+            delivered.pop_front();
+        }
+    };
     std::set<seq_t> handed_out;
     std::uint64_t acked_total = 0;
     std::uint64_t handed_max = 0;
@@ -312,6 +323,7 @@ TEST(store_crash, kill9_never_loses_acknowledged_or_reuses_blocks) {
                 std::string id;
                 in >> id;
                 keys.erase(id);
+                remember_delivered(id);
             }
         }
 
@@ -326,6 +338,17 @@ TEST(store_crash, kill9_never_loses_acknowledged_or_reuses_blocks) {
         ASSERT_TRUE(found.has_value()) << found.error().message();
         stream& s = **found;
         ASSERT_GE(s.status().next_lease, handed_max) << "iteration " << it;
+        for (const std::string& hex : delivered) {
+            key_id id;
+            const auto raw = unhex(hex);
+            std::memcpy(id.bytes.data(), raw.data(), 16);
+            std::vector<std::byte> out(key_bits_max / 8);
+            auto again = s.read_key(id, out);
+            ASSERT_FALSE(again.has_value()) << "delivered key back after a crash: " << hex
+                                            << " (iteration " << it << ")";
+            ASSERT_EQ(again.error(), errc::unknown_key) << hex;
+        }
+        std::vector<std::string> delivered_now;
         for (auto it_key = keys.begin(); it_key != keys.end();) {
             key_id id;
             const auto raw = unhex(it_key->first);
@@ -347,12 +370,16 @@ TEST(store_crash, kill9_never_loses_acknowledged_or_reuses_blocks) {
             // Keep the store from filling: deliver most verified keys now.
             if (rng() % 4 != 0) {
                 ASSERT_TRUE(s.deliver(id, slave_sae, out).has_value());
+                delivered_now.push_back(it_key->first);
                 it_key = keys.erase(it_key);
             } else {
                 ++it_key;
             }
         }
         ASSERT_TRUE(s.commit().has_value());
+        for (const std::string& id : delivered_now) {
+            remember_delivered(id);
+        }
     }
     std::printf("store_crash_test: %llu iterations, %llu acknowledged reservations, %zu seqs "
                 "handed out\n",
