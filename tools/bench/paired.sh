@@ -11,7 +11,8 @@
 # Placement: the reference node and nginx on core 0; bench-a on core 0 and bench-b on core 1
 # (two sites), keyrail-bench on core 1 throughout. All of them run for the whole suite; the
 # throughput runs alternate (reference, pair, reference, pair, ...: --rounds, default 3) and
-# the medians are reported, so a slow spell of this shared machine hits both sides.
+# the medians are reported, so a slow spell of this shared machine hits both sides; so do the
+# one-in-flight latency runs (nginx, pair, engine floor, ...; medians by p50).
 # Usage: tools/bench/paired.sh --bin DIR --out FILE [--smoke] [--duration S] [--rounds N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -100,9 +101,7 @@ nginx_pid=$(bench_start_nginx "$w/nginx" "$nginx_port" "$w/single/pki/nodes/benc
     "$w/single/pki/nodes/bench-kme.key" "$pki/ca/ca.crt" "$w/www" 0)
 bench_pids+=("$nginx_pid")
 bench_wait_port "$nginx_port"
-url="https://127.0.0.1:$nginx_port"
-server_pids=("$nginx_pid")
-run nginx_one_at_a_time enc_keys --connections 1 --pipeline 1
+nginx_url="https://127.0.0.1:$nginx_port"
 
 bench_start_pair "$bin" "$w/pair" 0 "$client_cpu"
 pair_pki=$w/pair/pki
@@ -120,7 +119,6 @@ for ((r = 1; r <= rounds; ++r)); do
     run "paired_$r" paired "${pair_args[@]}"
     sleep 1
 done
-run paired_one_at_a_time paired "${pair_args[@]}" --connections 1 --pipeline 1
 
 # The floor of a pair on this machine and placement: keyrail-static (our engine, no key work,
 # no peer notice) in place of each node, on the same cores, serving the static 1-key answer
@@ -137,12 +135,20 @@ for name in bench-a bench-b; do
     static_ports+=("$port")
     bench_wait_port "$port"
 done
-url="https://127.0.0.1:${static_ports[0]}"
-server_pids=("${bench_pids[-2]}" "${bench_pids[-1]}")
-run engine_floor_one_at_a_time paired --master-sae bench-master \
-    --slave-url "https://127.0.0.1:${static_ports[1]}" \
-    --slave-cert "$pair_pki/saes/bench-slave.crt" --slave-key "$pair_pki/saes/bench-slave.key" \
-    --connections 1 --pipeline 1
+static_pids=("${bench_pids[-2]}" "${bench_pids[-1]}")
+# One request or pair in flight: nginx, the pair, the engine floor, in turn for --rounds rounds
+# (medians by p50), so a slow spell of the machine hits all three.
+for ((r = 1; r <= rounds; ++r)); do
+    pki=$single_pki url=$nginx_url server_pids=("$nginx_pid")
+    run "nginx_one_at_a_time_$r" enc_keys --connections 1 --pipeline 1
+    pki=$pair_pki url="https://127.0.0.1:$bench_a_port" server_pids=("$bench_a_pid" "$bench_b_pid")
+    run "paired_one_at_a_time_$r" paired "${pair_args[@]}" --connections 1 --pipeline 1
+    url="https://127.0.0.1:${static_ports[0]}" server_pids=("${static_pids[@]}")
+    run "engine_floor_one_at_a_time_$r" paired --master-sae bench-master \
+        --slave-url "https://127.0.0.1:${static_ports[1]}" \
+        --slave-cert "$pair_pki/saes/bench-slave.crt" \
+        --slave-key "$pair_pki/saes/bench-slave.key" --connections 1 --pipeline 1
+done
 
 python3 - "$w" "$out" "$(getconf CLK_TCK)" "$rounds" <<'PY'
 import json, os, sys
@@ -161,9 +167,17 @@ def median_run(prefix):
     for doc, name in docs:
         print(f"paired: {name}: {doc['requests_per_s']:.1f} req/s", file=sys.stderr)
     return docs[len(docs) // 2]
+def median_p50(prefix):
+    """The round whose p50 is the median (its p99 and p999 go with it)."""
+    docs = sorted((load(f"{prefix}_{r}") for r in range(1, rounds + 1)),
+                  key=lambda d: d["latency_ms"]["p50"])
+    print(f"paired: {prefix} p50 by round: "
+          + ", ".join(f"{d['latency_ms']['p50'] * 1000:.1f}" for d in docs) + " us",
+          file=sys.stderr)
+    return docs[len(docs) // 2]
 (enc, enc_name), (pair, pair_name) = median_run("enc_keys"), median_run("paired")
-floor, pair1 = load("nginx_one_at_a_time"), load("paired_one_at_a_time")
-engine_floor = load("engine_floor_one_at_a_time")
+floor, pair1 = median_p50("nginx_one_at_a_time"), median_p50("paired_one_at_a_time")
+engine_floor = median_p50("engine_floor_one_at_a_time")
 rows = []
 def row(name, value, unit, ref_name, ref_value, ref_unit=None):
     rows.append({"name": name, "value": value, "unit": unit,
