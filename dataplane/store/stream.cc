@@ -430,7 +430,12 @@ result<void> stream::recover() noexcept {
     if (auto r = replay_journal(best.journal_bytes); !r) {
         return r;
     }
-    remove_other_journals();
+    // The meta slot picked must be durable before the generations it replaced go (power mode:
+    // after a kill -9 it may still be in the page cache only, and a power loss would bring back
+    // the slot naming a removed generation).
+    if (sync(_meta_fd)) {
+        remove_other_journals();
+    }
     _ingested = std::max(best.ingested, _base);
     scan_segments();
     // Whatever lies below the ingest mark without a verified chunk is lost.
@@ -1363,13 +1368,9 @@ void stream::abandon_compaction() noexcept {
     if (_compact_fd >= 0) {
         ::close(_compact_fd);
         _compact_fd = -1;
-        // No meta names it. Freeing tens of MB takes ext4 milliseconds: not on this thread.
-        const std::string path = journal_path(_compact_gen);
-        try {
-            std::thread([path] { ::unlink(path.c_str()); }).detach();
-        } catch (const std::system_error&) {
-            ::unlink(path.c_str());
-        }
+        // No meta names it. Removed here, not by a background thread: a store reopened in
+        // this process takes the same generation number next, and a late unlink would hit it.
+        ::unlink(journal_path(_compact_gen).c_str());
     }
     std::vector<std::byte>().swap(_compact_data);
     _compact_written = 0;
