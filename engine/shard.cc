@@ -886,19 +886,21 @@ void shard::refresh_recv_deadline(connection& c) noexcept {
 }
 
 void shard::set_recv_deadline(connection& c) noexcept {
-    if (c.state == conn_state::handshaking) {
-        c.recv_wait = wait_kind::handshake;
+    c.recv_wait = wanted_wait(c);
+    switch (c.recv_wait) {
+    case wait_kind::handshake:
         c.recv_deadline_ns = c.handshake_deadline_ns;
-    } else if (c.parked) {
+        break;
+    case wait_kind::parked:
         // The protocol's own deadline answers a parked request; this only bounds a bug.
-        c.recv_wait = wait_kind::parked;
         c.recv_deadline_ns = c.parked_since_ns + to_ns(_config.park_timeout);
-    } else if (c.in_len > 0) {
-        c.recv_wait = wait_kind::request;
+        break;
+    case wait_kind::request:
         c.recv_deadline_ns = c.request_started_ns + to_ns(_config.request_timeout);
-    } else {
-        c.recv_wait = wait_kind::idle;
+        break;
+    case wait_kind::idle:
         c.recv_deadline_ns = _now_ns + to_ns(_config.idle_timeout);
+        break;
     }
 }
 

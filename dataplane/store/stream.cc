@@ -1342,10 +1342,7 @@ std::size_t stream::snapshot_estimate() const noexcept {
 void stream::maybe_compact() noexcept {
     if (_compact_fd >= 0) {
         if (auto r = continue_compaction(); !r) {
-            abandon_compaction();
-            _compact_retry_at = _journal_durable + _compact_bytes;
-            KEYRAIL_LOG(warn, "store", "%s: journal compaction failed (%s); next try past %" PRIu64
-                        " bytes", _dir.c_str(), r.error().message().c_str(), _compact_retry_at);
+            compaction_failed(r.error());
         }
         return;
     }
@@ -1355,13 +1352,17 @@ void stream::maybe_compact() noexcept {
         return;
     }
     if (auto r = start_compaction(); !r) {
-        abandon_compaction();
-        // The old journal stays in use. Not again on every commit (a full disk would stall
-        // each one): once it has grown by another journal_compact_bytes.
-        _compact_retry_at = _journal_durable + _compact_bytes;
-        KEYRAIL_LOG(warn, "store", "%s: journal compaction failed (%s); next try past %" PRIu64
-                    " bytes", _dir.c_str(), r.error().message().c_str(), _compact_retry_at);
+        compaction_failed(r.error());
     }
+}
+
+void stream::compaction_failed(const std::error_code& why) noexcept {
+    abandon_compaction();
+    // The old journal stays in use. Not again on every commit (a full disk would stall each
+    // one): once it has grown by another journal_compact_bytes.
+    _compact_retry_at = _journal_durable + _compact_bytes;
+    KEYRAIL_LOG(warn, "store", "%s: journal compaction failed (%s); next try past %" PRIu64 " bytes",
+                _dir.c_str(), why.message().c_str(), _compact_retry_at);
 }
 
 void stream::abandon_compaction() noexcept {
@@ -2017,11 +2018,7 @@ result<std::uint64_t> stream::commit() noexcept {
             r) {
             _compact_tail += _journal_pending.size();
         } else {
-            // This commit stands (the old journal and its meta have it); the compaction does not.
-            abandon_compaction();
-            _compact_retry_at = journal_end + _compact_bytes;
-            KEYRAIL_LOG(warn, "store", "%s: journal compaction failed (%s); next try past %" PRIu64
-                        " bytes", _dir.c_str(), r.error().message().c_str(), _compact_retry_at);
+            compaction_failed(r.error()); // this commit stands: the old journal and meta have it
         }
     }
     _journal_pending.clear();

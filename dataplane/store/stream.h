@@ -210,6 +210,7 @@ private:
     [[nodiscard]] result<void> start_compaction() noexcept;
     [[nodiscard]] result<void> continue_compaction() noexcept;
     void abandon_compaction() noexcept;
+    void compaction_failed(const std::error_code& why) noexcept; // abandon, log, retry later
     [[nodiscard]] std::string journal_path(std::uint64_t gen) const;
     void remove_other_journals() noexcept;
     // One reservation, delivery or expiry read back from the journal (replay_journal).

@@ -89,11 +89,11 @@ static_pids=()
 static_ports=()
 for n in 1 100; do
     port=$(bench_free_port)
-    taskset -c "$server_cpu" "$bin/keyrail-static" --port "$port" \
-        --cert "$w/pki/nodes/bench-kme.crt" --key "$w/pki/nodes/bench-kme.key" \
-        --ca "$w/pki/ca/ca.crt" --body-dir "$w/www$n" 2>"$w/static$n.log" &
-    bench_pids+=("$!")
-    static_pids+=("$!")
+    pid=$(bench_start_static "$bin" "$port" "$w/pki/nodes/bench-kme.crt" \
+        "$w/pki/nodes/bench-kme.key" "$w/pki/ca/ca.crt" "$w/www$n" "$server_cpu" \
+        "$w/static$n.log")
+    bench_pids+=("$pid")
+    static_pids+=("$pid")
     static_ports+=("$port")
     bench_wait_port "$port"
 done

@@ -105,6 +105,17 @@ CONF
     echo $!
 }
 
+# bench_start_static BIN PORT CERT KEY CA BODY_DIR CPU LOG: keyrail-static (the engine serving
+# BODY_DIR's files, no key work) on core CPU, with TLS 1.3 and mandatory client certificates
+# from CA, stderr to LOG. Prints its PID.
+bench_start_static() {
+    local bin=$1 port=$2 cert=$3 key=$4 ca=$5 body=$6 cpu=$7 log=$8
+    # stdout to /dev/null: the caller reads ours through $(...), which would otherwise wait.
+    taskset -c "$cpu" "$bin/keyrail-static" --port "$port" --cert "$cert" --key "$key" \
+        --ca "$ca" --body-dir "$body" >/dev/null 2>"$log" &
+    echo $!
+}
+
 # bench_start_node BIN DIR: certificates (one CA for the node, nginx and the SAEs
 # bench-master and bench-slave, both homed on the node), a master key, a link secret, a
 # one-shard node config and a running keyraild in DIR, its store filled for 2 s.

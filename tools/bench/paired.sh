@@ -124,18 +124,19 @@ done
 # no peer notice) in place of each node, on the same cores, serving the static 1-key answer
 # for both enc_keys and dec_keys; the same client, one pair in flight.
 static_ports=()
+static_pids=()
 for name in bench-a bench-b; do
     cpu=0
     [[ $name == bench-b ]] && cpu=$client_cpu
     port=$(bench_free_port)
-    taskset -c "$cpu" "$bin/keyrail-static" --port "$port" \
-        --cert "$pair_pki/nodes/$name.crt" --key "$pair_pki/nodes/$name.key" \
-        --ca "$pair_pki/ca/ca.crt" --body-dir "$w/www" 2>"$w/static-$name.log" &
-    bench_pids+=("$!")
+    pid=$(bench_start_static "$bin" "$port" "$pair_pki/nodes/$name.crt" \
+        "$pair_pki/nodes/$name.key" "$pair_pki/ca/ca.crt" "$w/www" "$cpu" \
+        "$w/static-$name.log")
+    bench_pids+=("$pid")
+    static_pids+=("$pid")
     static_ports+=("$port")
     bench_wait_port "$port"
 done
-static_pids=("${bench_pids[-2]}" "${bench_pids[-1]}")
 # One request or pair in flight: nginx, the pair, the engine floor, in turn for --rounds rounds
 # (medians by p50), so a slow spell of the machine hits all three.
 for ((r = 1; r <= rounds; ++r)); do
